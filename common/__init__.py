@@ -1,0 +1,40 @@
+"""The shared measurement library of the paper "Flatness is Necessary, Neural Collapse is Not".
+
+Metrics (tensors in, 0-dim tensor out, differentiable, device/dtype follow the inputs):
+    ncc                       Def. 3.1, neural-collapse clustering
+    relative_flatness_bound   Lemma A.2 upper bound ||W||_F^2 Tr H (what the paper plots)
+    relative_flatness_exact   Def. 3.2, exact, in closed form
+    neural_collapse           NC1-NC4 (Papyan et al. 2020), a dict
+    class_mean_angles         Fig. 3, (C, C) degrees; simplex_angle(k) the NC2 target
+    representativeness        App. D, KDE representativeness (Fig. 8)
+    prop52_bound              Prop. 5.2's right-hand side (a float)
+
+Plumbing every experiment shares:
+    capture_features          forward pre-hook on the classifier: its input features
+    RunLog, load_runs         run directory writer (config.json, metrics.jsonl, checkpoints) and reader
+    save_checkpoint, load_checkpoint, CheckpointError   atomic checkpoints
+    seed_everything           seeding
+    log_grid_epochs, log_spaced_steps   evaluation schedules
+    ArgumentParser, UsageError, fail, entry_point       one-line CLI errors, exit code 2
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .cli import ArgumentParser, UsageError, entry_point, fail
+from .features import FeatureCapture, capture_features
+from .neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
+from .relative_flatness import prop52_bound, relative_flatness_bound, relative_flatness_exact
+from .representativeness import representativeness
+from .runlog import RunLog, git_commit, load_runs, read_metrics
+from .schedules import log_grid_epochs, log_spaced_steps
+from .seeding import get_rng_state, seed_everything, set_rng_state
+
+__all__ = [
+    "ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse", "class_mean_angles",
+    "simplex_angle", "representativeness", "prop52_bound", "class_statistics",
+    "capture_features", "FeatureCapture",
+    "RunLog", "load_runs", "read_metrics", "git_commit",
+    "save_checkpoint", "load_checkpoint", "CheckpointError",
+    "seed_everything", "get_rng_state", "set_rng_state",
+    "log_grid_epochs", "log_spaced_steps",
+    "ArgumentParser", "UsageError", "fail", "entry_point",
+]
