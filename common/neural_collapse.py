@@ -10,12 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["class_statistics", "ncc", "neural_collapse", "class_mean_angles", "simplex_angle"]
-
-# Row chunk for pairwise class-mean differences: keeps a (chunk, C, D) block under ~128 MB (float32).
-_PAIRWISE_ELEMENTS = 32 * 2**20
 
 
 def _check(features: Tensor, labels: Tensor) -> None:
@@ -28,36 +26,25 @@ def _check(features: Tensor, labels: Tensor) -> None:
 
 
 def class_statistics(features: Tensor, labels: Tensor):
-    """Class means and within-class spread of the classes present, vectorised with index_add.
+    """Class means of the classes present, vectorised with index_add.
 
     Args:
         features: (N, D).
         labels: (N,) integer labels.
     Returns:
-        classes (C,) the labels present (ascending), counts (C,), means (C, D) = mu_c,
-        sq_dev (C,) = sum_{i in D_c} ||phi_i - mu_c||^2, and index (N,) mapping each sample
-        to its row in `classes`.
+        classes (C,) the labels present (ascending), counts (C,) as the features' dtype,
+        means (C, D) = mu_c, and index (N,) mapping each sample to its row in `classes`.
     """
     _check(features, labels)
-    classes, index = torch.unique(labels, sorted=True, return_inverse=True)
-    num = classes.numel()
-    counts = torch.zeros(num, dtype=features.dtype, device=features.device)
-    counts.index_add_(0, index, torch.ones_like(labels, dtype=features.dtype))
-    sums = torch.zeros(num, features.shape[1], dtype=features.dtype, device=features.device)
-    sums = sums.index_add(0, index, features)
-    means = sums / counts[:, None]  # (C, D) mu_c
-    deviations = features - means[index]  # (N, D) phi_i - mu_{y_i}
-    sq_dev = torch.zeros(num, dtype=features.dtype, device=features.device)
-    sq_dev = sq_dev.index_add(0, index, deviations.pow(2).sum(1))  # (C,)
-    return classes, counts, means, sq_dev, index
+    classes, index, counts = torch.unique(labels, sorted=True, return_inverse=True, return_counts=True)
+    counts = counts.to(features.dtype)
+    sums = features.new_zeros(len(classes), features.shape[1]).index_add_(0, index, features)
+    return classes, counts, sums / counts[:, None], index
 
 
-def _pairwise_sq_dists(points: Tensor) -> Tensor:
-    """(C, C) squared Euclidean distances, from exact differences (no |a|^2+|b|^2-2ab cancellation)."""
-    num, dim = points.shape
-    chunk = max(1, _PAIRWISE_ELEMENTS // max(1, num * dim))
-    rows = [(points[i:i + chunk, None, :] - points[None, :, :]).pow(2).sum(-1) for i in range(0, num, chunk)]
-    return torch.cat(rows, 0)
+def _deviations(features: Tensor, means: Tensor, index: Tensor) -> Tensor:
+    """(N, D) mu_{y_i} - phi_i, with one fresh allocation (the sign does not matter where it is used)."""
+    return torch.index_select(means, 0, index).sub_(features)
 
 
 def ncc(features: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
@@ -83,16 +70,17 @@ def ncc(features: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    _, counts, means, sq_dev, _ = class_statistics(features, labels)
+    _, counts, means, index = class_statistics(features, labels)
+    deviations = _deviations(features, means, index)
+    sq_norms = torch.linalg.vector_norm(deviations, dim=1).square()  # (N,) ||phi_i - mu_{y_i}||^2
+    sq_dev = means.new_zeros(len(means)).index_add_(0, index, sq_norms)  # (C,) sum over D_c
     var = sq_dev / counts if reduction == "mean" else sq_dev  # (C,) V_c
-    dist = _pairwise_sq_dists(means)  # (C, C) ||mu_c - mu_c'||^2
-    off_diag = ~torch.eye(len(var), dtype=torch.bool, device=features.device)
-    # Replace the diagonal denominator before dividing, so no inf/NaN reaches the backward pass.
-    ratio = (var[:, None] + var[None, :]) / (2 * torch.where(off_diag, dist, torch.ones_like(dist)))
-    total = (ratio * off_diag).sum()
-    if reduction == "sum":
-        return total
-    return total / off_diag.sum()
+    # Unordered pairs c < c' in pdist's order; pdist takes exact differences (no Gram cancellation).
+    first, second = torch.triu_indices(len(var), len(var), 1, device=features.device)
+    dist = F.pdist(means).square()  # (C(C-1)/2,) ||mu_c - mu_c'||^2
+    ratio = (var[first] + var[second]) / (2 * dist)
+    # The term is symmetric: the sum over ordered pairs is twice this, the mean the same.
+    return 2 * ratio.sum() if reduction == "sum" else ratio.mean()
 
 
 def neural_collapse(features: Tensor, labels: Tensor, weight: Tensor | None = None,
@@ -112,7 +100,7 @@ def neural_collapse(features: Tensor, labels: Tensor, weight: Tensor | None = No
 
     All four tend to 0 under neural collapse. NC1 is computed in the span of M (rank <= C - 1)
     through the SVD of M, so no D x D matrix is formed; singular values of M below
-    max(C, D) * eps * s_max count as zero (M has rank <= C - 1 because its rows sum to 0).
+    max(C, D) * eps * s_max count as zero, and at most C - 1 are kept (M's rows sum to 0).
 
     Args:
         features: (N, D); labels: (N,) integer labels.
@@ -121,18 +109,21 @@ def neural_collapse(features: Tensor, labels: Tensor, weight: Tensor | None = No
     Returns:
         dict of 0-dim tensors: nc1, nc2_norms, nc2_angles, and with a weight nc3, nc4.
     """
-    classes, counts, means, _, index = class_statistics(features, labels)
+    classes, counts, means, index = class_statistics(features, labels)
     num = len(classes)
     centred = means - means.mean(0)  # (C, D) M, rows mu_c - mu_G
-    deviations = features - means[index]  # (N, D)
 
     # NC1: pinv(Sigma_B) = C * V diag(s^-2) V^T with M = U diag(s) V^T, so
     # Tr(Sigma_W pinv(Sigma_B)) / C = sum_j s_j^-2 v_j^T Sigma_W v_j.
     _, sing, vh = torch.linalg.svd(centred, full_matrices=False)  # (r,), (r, D)
     tol = max(centred.shape) * torch.finfo(centred.dtype).eps * sing.max()
-    keep = sing > tol
+    # M has rank <= C - 1 (its rows sum to 0): a C-th singular value is rounding noise of size
+    # ~eps ||mu_G||, which can exceed tol when the features share a large offset (post-ReLU).
+    keep = (sing > tol) & (torch.arange(len(sing), device=sing.device) < num - 1)
     inv_sq = torch.where(keep, 1.0 / torch.where(keep, sing, torch.ones_like(sing)).pow(2), torch.zeros_like(sing))
-    proj_var = (deviations @ vh.T).pow(2).mean(0)  # (r,) v_j^T Sigma_W v_j
+    # Project before subtracting the class means: (N, r) instead of an (N, D) temporary.
+    projected = features @ vh.T - (means @ vh.T)[index]  # (N, r) (phi_i - mu_{y_i}) . v_j
+    proj_var = projected.square().mean(0)  # (r,) v_j^T Sigma_W v_j
     nc1 = (proj_var * inv_sq).sum()
 
     norms = centred.norm(dim=1)  # (C,)
@@ -155,8 +146,8 @@ def neural_collapse(features: Tensor, labels: Tensor, weight: Tensor | None = No
 
 def _nearest_mean(features: Tensor, means: Tensor) -> Tensor:
     """argmin_c ||phi_i - mu_c|| for each row, (N,) indices into `means`."""
-    with torch.no_grad():
-        return torch.cdist(features, means).argmin(1)
+    with torch.no_grad():  # ||phi - mu||^2 = ||phi||^2 - 2 phi.mu + ||mu||^2; the first term is per row
+        return (means.pow(2).sum(1) - 2 * features @ means.T).argmin(1)
 
 
 def class_mean_angles(features: Tensor, labels: Tensor) -> Tensor:
@@ -170,7 +161,7 @@ def class_mean_angles(features: Tensor, labels: Tensor) -> Tensor:
     Returns:
         (C, C) tensor over the classes present (ascending label order).
     """
-    _, _, means, _, _ = class_statistics(features, labels)
+    _, _, means, _ = class_statistics(features, labels)
     centred = means - means.mean(0)
     unit = centred / centred.norm(dim=1, keepdim=True)
     cos = (unit @ unit.T).clamp(-1.0, 1.0)

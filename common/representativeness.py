@@ -63,21 +63,28 @@ def representativeness(train_features: Tensor, train_logits: Tensor, val_feature
     num_train = train_features.shape[0]
     val_loss = F.cross_entropy(val_logits, val_labels, reduction="none")  # (T,) l(y_j, f(x_j))
     train_nll = -torch.log_softmax(train_logits, dim=1)  # (S, C) l(c, f(x_i))
+    train_sq = train_features.square().sum(1)  # (S,) ||phi_i||^2
+    scale = 1.0 / (2 * bandwidth**2)
     if kernel == "petzka":
         norms = train_features.norm(dim=1)
-        log_weights = torch.log(norms / norms.sum())  # (S,) log w_i
+        # Fold w_i, the kernel constant and the extra 1/|S| into the loss table: a_j @ table.
+        table = train_nll * (norms / norms.sum() / (bandwidth * math.sqrt(2 * math.pi) * num_train))[:, None]
+    else:
+        table = train_nll
     chunk = max(1, _KERNEL_ELEMENTS // max(1, num_train))
     kde_terms = []
     for start in range(0, val_features.shape[0], chunk):
         block = val_features[start:start + chunk]  # (t, D)
-        sq_dist = torch.cdist(block, train_features).pow(2)  # (t, S) d_ji^2
+        cross = block @ train_features.T  # (t, S) phi_j . phi_i
         if kernel == "petzka":
-            dist = sq_dist.clamp_min(torch.finfo(sq_dist.dtype).tiny).sqrt()  # finite gradient at 0
-            log_k = log_weights - dist / (2 * bandwidth**2)
-            weights = torch.exp(log_k) / (bandwidth * math.sqrt(2 * math.pi) * num_train)
+            # d_ji from the Gram expansion; the clamp keeps sqrt's gradient finite at d = 0.
+            sq_dist = torch.addcmul(train_sq[None, :], cross, torch.tensor(-2.0, dtype=cross.dtype))
+            sq_dist = (sq_dist + block.square().sum(1, keepdim=True)).clamp_min(torch.finfo(cross.dtype).tiny)
+            weights = torch.exp(sq_dist.sqrt() * -scale)  # K(sqrt(d) / bw) up to its constant
         else:
-            weights = torch.softmax(-sq_dist / (2 * bandwidth**2), dim=1)
-        expected = weights @ train_nll  # (t, C)
+            # softmax_i(-d_ji^2 / 2bw^2); ||phi_j||^2 is constant over i and drops out.
+            weights = torch.softmax((2 * cross - train_sq[None, :]) * scale, dim=1)
+        expected = weights @ table  # (t, C)
         labels = val_labels[start:start + chunk]
         kde_terms.append(expected.gather(1, labels[:, None]).squeeze(1))
     return (val_loss - torch.cat(kde_terms)).mean()

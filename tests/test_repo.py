@@ -1,0 +1,35 @@
+"""The repository's promises: CI runs the README's test command verbatim; the public API exists."""
+
+from pathlib import Path
+
+import common
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_the_readme_test_command():
+    ci_commands = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
+                   if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert len(ci_commands) == 1
+    readme = (REPO / "README.md").read_text()
+    assert ci_commands[0] in readme.splitlines()
+
+
+def test_public_api_is_exported_with_docstrings():
+    names = ["ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse",
+             "class_mean_angles", "simplex_angle", "representativeness", "prop52_bound",
+             "capture_features", "RunLog", "load_runs", "save_checkpoint", "load_checkpoint",
+             "seed_everything", "log_grid_epochs", "log_spaced_steps", "fail", "UsageError"]
+    for name in names:
+        assert name in common.__all__
+        assert getattr(common, name).__doc__, name
+
+
+def test_no_machine_paths_in_tracked_text():
+    for path in REPO.rglob("*"):
+        if ".venv" in path.parts or ".git" in path.parts or not path.is_file():
+            continue
+        if path.suffix in {".py", ".md", ".sh", ".txt", ".ini", ".toml"} or path.name == "run":
+            text = path.read_text(errors="ignore")
+            for marker in ("/" + "work/", "/" + "root/", "/" + "farm/"):
+                assert marker not in text, f"{path} names a machine path {marker}"
