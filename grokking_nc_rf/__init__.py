@@ -1,0 +1,1 @@
+"""Grokking on modular addition: relative flatness, NCC and representativeness (Fig. 1, Fig. 8)."""

@@ -1,0 +1,146 @@
+"""Fig. 1 and Fig. 8 from the run logs of several seeds, and the onset table.
+
+    python -m grokking_nc_rf.plot --preset cpu          # the runs that `train --preset cpu` wrote
+    python -m grokking_nc_rf.plot --run_group runs/grokking_nc_rf/cpu
+
+Takes the same flags as train.py to find the run folder (or --run_group), writes
+<run folder>/figures/{fig1_grokking,fig1_panels,fig8_representativeness}.png and onsets.{md,csv},
+and prints the onset table: when train accuracy reaches 99%, validation accuracy 90% and 99%,
+NCC falls below 10% of its initial value, the RF bound peaks, and representativeness falls below
+10% of its peak. Lines are the mean over seeds, bands the min-max range.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from common import UsageError, entry_point, load_runs  # noqa: E402
+from grokking_nc_rf import train  # noqa: E402
+
+ONSETS = {
+    "train_acc >= 99%": lambda s: _first(s.step, s.train_acc >= 0.99),
+    "val_acc >= 90%": lambda s: _first(s.step, s.val_acc >= 0.90),
+    "val_acc >= 99%": lambda s: _first(s.step, s.val_acc >= 0.99),
+    "NCC < 10% of initial": lambda s: _first(s.step, s.train_ncc < 0.1 * s.train_ncc.iloc[0]),
+    "RF bound peak": lambda s: float(s.step.iloc[int(np.argmax(s.train_rf_bound.to_numpy()))]),
+    "representativeness < 10% of peak": lambda s: _first(
+        s.step, (s.representativeness < 0.1 * s.representativeness.max())
+        & (s.step > s.step.iloc[int(np.argmax(s.representativeness.to_numpy()))])),
+}
+
+
+def _first(steps: pd.Series, condition: pd.Series) -> float:
+    hits = steps[condition.to_numpy()]
+    return float(hits.iloc[0]) if len(hits) else float("nan")
+
+
+def onset_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per seed plus 'mean ± std': the step at which each event happens (NaN: never)."""
+    rows = {f"seed {seed}": {name: fn(group.sort_values("step").reset_index(drop=True)) for name, fn in ONSETS.items()}
+            for seed, group in frame.groupby("seed")}
+    table = pd.DataFrame(rows).T
+    summary = table.agg(["mean", "std"])
+    table = table.map(lambda v: f"{v:.0f}" if np.isfinite(v) else "not reached")
+    # A mean over seeds only where every seed reached the event.
+    table.loc["mean ± std"] = [f"{m:.0f} ± {s:.0f}" if np.isfinite(m) and not reached.isna().any() else "not reached"
+                               for m, s, reached in zip(summary.loc["mean"], summary.loc["std"].fillna(0),
+                                                        (pd.DataFrame(rows).T[c] for c in table.columns))]
+    return table
+
+
+def _band(ax, frame, key, label, color, scale=1.0, **kw):
+    stats = frame[frame.step > 0].groupby("step")[key].agg(["mean", "min", "max"]) * scale
+    (line,) = ax.plot(stats.index, stats["mean"], label=label, color=color, **kw)
+    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, linewidth=0)
+    return line
+
+
+def figure1(frame, path, n_seeds):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    lines = [_band(ax, frame, "train_rf_bound", "relative flatness (Lemma A.2 bound)", "tab:red")]
+    ax.set(xscale="log", xlabel="optimization step", ylabel="relative flatness")
+    ax2 = ax.twinx()
+    lines += [_band(ax2, frame, "train_acc", "train accuracy (%)", "tab:blue", 100),
+              _band(ax2, frame, "val_acc", "validation accuracy (%)", "tab:green", 100),
+              _band(ax2, frame, "train_ncc", "NCC (train, '=' position)", "tab:purple")]
+    ax2.set(ylabel="accuracy (%) / NCC", ylim=(0, 105))
+    ax.legend(lines, [line.get_label() for line in lines], loc="center left", fontsize=9)
+    ax.set_title(f"Fig. 1: grokking on a + b mod p (mean and min-max over {n_seeds} seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def figure8(frame, path, n_seeds):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    lines = [_band(ax, frame, "representativeness", "representativeness (Petzka KDE)", "tab:orange")]
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.set(xscale="log", xlabel="optimization step", ylabel="representativeness")
+    ax2 = ax.twinx()
+    lines += [_band(ax2, frame, "train_acc", "train accuracy (%)", "tab:blue", 100),
+              _band(ax2, frame, "val_acc", "validation accuracy (%)", "tab:green", 100)]
+    ax2.set(ylabel="accuracy (%)", ylim=(0, 105))
+    ax.legend(lines, [line.get_label() for line in lines], loc="center left", fontsize=9)
+    ax.set_title(f"Fig. 8: representativeness and accuracies (mean and min-max over {n_seeds} seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def panels(frame, path):
+    specs = [("accuracy", [("train_acc", "train"), ("val_acc", "validation")], "linear"),
+             ("loss", [("train_loss", "train"), ("val_loss", "validation")], "log"),
+             ("NCC (Def. 3.1, mean)", [("train_ncc", "train"), ("val_ncc", "validation")], "log"),
+             ("relative flatness", [("train_rf_bound", "bound (Lemma A.2)"), ("train_rf_exact", "exact (Def. 3.2)"),
+                                    ("train_rf_original", "original code's variant")], "log"),
+             ("representativeness", [("representativeness", "Petzka kernel"),
+                                     ("representativeness_gaussian", "Gaussian kernel")], "linear"),
+             ("NC1 and ||W_U||_F", [("train_nc1", "NC1"), ("w_norm", "||W_U||_F")], "log")]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, (title, keys, yscale) in zip(axes.flat, specs):
+        for (key, label), color in zip(keys, ["tab:blue", "tab:green", "tab:red"]):
+            _band(ax, frame, key, label, color)
+        ax.set(xscale="log", yscale=yscale, title=title, xlabel="optimization step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@entry_point
+def main(argv=None):
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--run_group", default=None, help="folder holding seed_<k>/ run folders")
+    args, rest = parser.parse_known_args(argv)
+    if args.run_group is None:
+        rest = [a for a in rest if a != "--no_progress"]
+        args.run_group = train.parse_args(rest)[2].parent
+    group = Path(args.run_group)
+    frame = load_runs(group)
+    if frame.empty:
+        raise UsageError(f"no runs under {group}; run `python -m grokking_nc_rf.train` with the same flags first")
+    n_seeds = frame["seed"].nunique()
+    figures = group / "figures"
+    figures.mkdir(exist_ok=True)
+    figure1(frame, figures / "fig1_grokking.png", n_seeds)
+    figure8(frame, figures / "fig8_representativeness.png", n_seeds)
+    panels(frame, figures / "fig1_panels.png")
+    table = onset_table(frame)
+    table.to_csv(group / "onsets.csv")
+    markdown = "| run | " + " | ".join(table.columns) + " |\n|" + "---|" * (len(table.columns) + 1) + "\n"
+    markdown += "".join(f"| {idx} | " + " | ".join(row) + " |\n" for idx, row in table.iterrows())
+    (group / "onsets.md").write_text(markdown)
+    print(f"Onset steps ({n_seeds} seeds, {group}):\n{markdown}\nFigures: {figures}")
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Fig. 1 and Fig. 8: grokking on a + b mod 97 with relative flatness, NCC and representativeness.
+
+A 2-layer transformer memorises the training half of all equations long before it generalises.
+At every evaluation we log, on the full training and validation sets, the losses and accuracies,
+NCC at the '=' position (Def. 3.1), the relative flatness of the unembedding (Lemma A.2 bound and
+Def. 3.2 exact, plus the original code's variant), NC1-NC4 and the KDE representativeness (App. D).
+
+    python -m grokking_nc_rf.train --preset paper --seed 42   # the original run: 1e5 steps, lr 1e-4
+    python -m grokking_nc_rf.train --preset cpu --seed 1      # same phenomenon in minutes on a CPU
+
+All seeds and the figures: `sh grokking_nc_rf/run_script.sh --preset cpu`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from common import (ArgumentParser, RunLog, UsageError, entry_point, log_grid_epochs, log_spaced_steps, ncc,
+                    neural_collapse, relative_flatness_bound, relative_flatness_exact, representativeness,
+                    seed_everything)
+from grokking_nc_rf.data import ANSWER_POS, EOS_POS, equations, split_indices, vocab_size
+from grokking_nc_rf.model import Transformer
+
+RHS = slice(ANSWER_POS, EOS_POS + 1)  # the two right-hand-side positions the loss uses
+
+# Presets change only what differs from the defaults; the defaults are the original run (spec §2.5-2.6).
+PRESETS = {
+    "paper": {},
+    # Measured on 2 CPU threads: memorisation at ~400 steps, grokking at ~2-3k steps (README).
+    "cpu": {"steps": 5000, "lr": 1e-3, "eval_schedule": "log_spaced", "eval_points": 120},
+}
+DEFAULTS = {
+    "seed": 42, "data_seed": 0, "modulus": 97, "train_fraction": 0.5, "split": "ordered",
+    "steps": 100_000, "batch_size": 512, "lr": 1e-4, "weight_decay": 1.0, "warmup_steps": 10,
+    "beta1": 0.9, "beta2": 0.98, "d_model": 128, "n_layers": 2, "n_heads": 4,
+    "eval_schedule": "original", "eval_points": 120, "bandwidth": 1.0,
+}
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog="python -m grokking_nc_rf.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    for key, value in DEFAULTS.items():
+        choices = {"split": ["ordered", "unordered"], "eval_schedule": ["original", "log_spaced"]}.get(key)
+        parser.add_argument(f"--{key}", type=type(value), choices=choices, default=None,
+                            help=f"default {value} (paper), preset cpu: {PRESETS['cpu'].get(key, value)}")
+    parser.add_argument("--out_dir", default="runs", help="runs go to OUT_DIR/grokking_nc_rf/<run>/seed_<k>")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--save_features", type=int, default=0, metavar="N",
+                        help="keep the '=' features (float16) and W_U at N log-spaced evaluations in "
+                             "<run>/features.npz; logits = features @ W_U^T (N=40: ~100 MB for p=97)")
+    args = parser.parse_args(argv)
+    overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    config = {**DEFAULTS, **PRESETS[args.preset], **overrides, "preset": args.preset}
+    for key, ok, rule in [("modulus", config["modulus"] >= 2, ">= 2"), ("steps", config["steps"] > 0, "> 0"),
+                          ("lr", 0 < config["lr"] < math.inf, "> 0 and finite"), ("train_fraction", 0 < config["train_fraction"] < 1,
+                                                            "in (0, 1)"),
+                          ("batch_size", config["batch_size"] > 0, "> 0"), ("eval_points", config["eval_points"] > 0,
+                                                                            "> 0"),
+                          ("weight_decay", config["weight_decay"] >= 0, ">= 0")]:
+        if not ok:
+            raise UsageError(f"--{key} must be {rule}, got {config[key]}")
+    if args.save_features < 0:
+        raise UsageError(f"--save_features must be >= 0, got {args.save_features}")
+    # The run folder is named from the preset and what the command line changed, so a rerun finds it.
+    changed = "".join(f"_{k}{v}" for k, v in sorted(overrides.items()) if k != "seed" and PRESETS[args.preset].get(
+        k, DEFAULTS[k]) != v)
+    run_dir = Path(args.out_dir) / "grokking_nc_rf" / (args.preset + changed) / f"seed_{config['seed']}"
+    return args, config, run_dir
+
+
+def eval_steps(config, batches_per_epoch):
+    """Optimizer-step counts after which to evaluate, plus 0 (the initialisation)."""
+    if config["eval_schedule"] == "original":  # 1.01x epoch grid, evaluated at the end of epoch e
+        epochs = log_grid_epochs(math.ceil(config["steps"] / batches_per_epoch))
+        return sorted({0, *((e + 1) * batches_per_epoch for e in epochs if (e + 1) * batches_per_epoch <= config[
+            "steps"]), config["steps"]})
+    # Log-spaced from step 10: the first 10 steps are the linear warm-up from lr 0.
+    return log_spaced_steps(config["steps"], config["eval_points"], first=min(10, config["steps"]))
+
+
+@torch.no_grad()
+def forward_rhs(model, inputs, targets, chunk=512):
+    """Hidden states and logits at the two right-hand-side positions; loss and accuracy as the original.
+    Full batch, computed in chunks of 512 rows (2x faster on a CPU than one 4704-row pass)."""
+    hidden = torch.cat([model(inputs[i:i + chunk], RHS) for i in range(0, len(inputs), chunk)])  # (N, 2, d)
+    logits = model.unembed(hidden)  # (N, 2, V)
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    acc = (logits.argmax(-1) == targets).all(1).float().mean()  # both RHS tokens right
+    return hidden, logits, loss, acc
+
+
+@torch.no_grad()
+def evaluate(model, data, config):
+    """One row of metrics from one full-batch forward pass per split, and the (hidden, logits) per split.
+    Raises FloatingPointError when the training loss is not finite (divergence)."""
+    row, out = {}, {}
+    for split in ("train", "val"):
+        hidden, logits, loss, acc = forward_rhs(model, *data[split])
+        out[split] = hidden, logits
+        row[f"{split}_loss"], row[f"{split}_acc"] = loss.item(), acc.item()
+    if not math.isfinite(row["train_loss"]):
+        raise FloatingPointError(row["train_loss"])
+    weight = model.unembed.weight.double()  # (V, d) W_U, all vocabulary rows
+    for split in ("train", "val"):
+        hidden, logits = out[split]
+        phi, answers = hidden[:, 0].double(), data[split][1][:, 0]  # '=' features, answer labels
+        row[f"{split}_ncc"] = ncc(phi, answers).item()
+        row[f"{split}_rf_bound"] = relative_flatness_bound(phi, weight).item()
+        row[f"{split}_rf_exact"] = relative_flatness_exact(phi, weight).item()
+    hidden, logits = out["train"]
+    # The original's variant (spec §2.6): softmax of the product of both RHS logits, both features.
+    row["train_rf_original"] = relative_flatness_bound(hidden.flatten(1).double(), weight,
+                                                       logits=(logits[:, 0] * logits[:, 1]).double()).item()
+    row["w_norm"] = weight.norm().item()
+    nc = neural_collapse(hidden[:, 0].double(), data["train"][1][:, 0], weight)
+    row.update({f"train_{k}": v.item() for k, v in nc.items()})
+    (h_tr, z_tr), (h_va, z_va) = out["train"], out["val"]
+    for kernel, key in (("petzka", "representativeness"), ("gaussian", "representativeness_gaussian")):
+        row[key] = representativeness(h_tr[:, 0], z_tr[:, 0], h_va[:, 0], z_va[:, 0], data["val"][1][:, 0],
+                                      bandwidth=config["bandwidth"], kernel=kernel).item()
+    return row, out
+
+
+def pack_features(run_dir: Path) -> None:
+    """Merge the per-evaluation feature files into one compressed features.npz."""
+    parts = sorted((run_dir / "features").glob("step_*.pt"), key=lambda f: int(f.stem[5:]))
+    if not parts:
+        return
+    saved = [torch.load(f) for f in parts]
+    np.savez_compressed(run_dir / "features.npz", steps=np.array([d["step"] for d in saved]),
+                        features=np.stack([d["features"].numpy() for d in saved]),  # (E, N, d) float16
+                        unembedding=np.stack([d["unembedding"].numpy() for d in saved]),  # (E, V, d)
+                        labels=saved[0]["labels"].numpy(), is_train=saved[0]["is_train"].numpy())
+    for f in parts:
+        f.unlink()
+    (run_dir / "features").rmdir()
+
+
+@entry_point
+def main(argv=None):
+    args, config, run_dir = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    seed_everything(config["seed"])
+
+    # Data: all equations on the device, split by the data seed (independent of the model seed).
+    inputs, targets = equations(config["modulus"])
+    train_idx, val_idx = split_indices(config["modulus"], config["train_fraction"], config["data_seed"],
+                                       config["split"])
+    data = {"train": (inputs[train_idx].to(device), targets[train_idx].to(device)),
+            "val": (inputs[val_idx].to(device), targets[val_idx].to(device))}
+    n_train = len(train_idx)
+    batch_size = min(config["batch_size"], math.ceil(n_train / 2))  # the original's default rule
+    batches_per_epoch = math.ceil(n_train / batch_size)
+
+    model = Transformer(vocab_size(config["modulus"]), config["d_model"], config["n_layers"],
+                        config["n_heads"], 4 * config["d_model"]).to(device)
+    # AdamW with decoupled decay on every parameter, linear warm-up from 0 (spec §2.5).
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], betas=(config["beta1"], config["beta2"]),
+                                  eps=1e-8, weight_decay=config["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / config["warmup_steps"], 1.0)
+                                                  if config["warmup_steps"] > 0 else 1.0)
+
+    log = RunLog(run_dir, config, argv=sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]),
+                 device=str(device))
+    if log.finished:
+        print(f"{run_dir}: already finished ({config['steps']} steps); nothing to do")
+        log.close()
+        return json.loads(log.finished_path.read_text())
+    state = log.resume(model, optimizer, scheduler, map_location=device)
+    step = state["step"] if state is not None else 0
+    times = state["extra"]["times"] if state is not None else {"train_s": 0.0, "eval_s": 0.0}
+    schedule = eval_steps(config, batches_per_epoch)
+    picks = np.geomspace(1, len(schedule), args.save_features).round().astype(int) - 1 if args.save_features else []
+    save_at = {schedule[i] for i in picks}
+    print(f"{run_dir}: {'resuming at step ' + str(step) if step else 'new run'}; {n_train} train / "
+          f"{len(val_idx)} val equations, batch {batch_size}, {len(schedule)} evaluations")
+
+    def stop_diverged(loss):
+        bar.close()
+        log.close()
+        print(f"error: training diverged at step {step} (loss {loss}); the last good checkpoint "
+              f"is kept in {run_dir}; try a smaller --lr", file=sys.stderr)
+        raise SystemExit(1)
+
+    def evaluate_and_log():
+        start = time.perf_counter()
+        try:
+            metrics, out = evaluate(model, data, config)
+        except FloatingPointError as loss:
+            stop_diverged(loss)
+        row = {"step": step, "epoch": step / batches_per_epoch, "lr": scheduler.get_last_lr()[0], **metrics}
+        log.append(row)
+        if step in save_at:
+            (run_dir / "features").mkdir(exist_ok=True)
+            torch.save({"step": step, "unembedding": model.unembed.weight.detach().cpu().clone(),
+                        "features": torch.cat([out[s][0][:, 0] for s in ("train", "val")]).half().cpu(),
+                        "labels": torch.cat([data[s][1][:, 0] for s in ("train", "val")]).short().cpu(),
+                        "is_train": torch.arange(n_train + len(val_idx)) < n_train},
+                       run_dir / "features" / f"step_{step}.pt")
+        times["eval_s"] += time.perf_counter() - start
+        log.save_checkpoint(step, model, optimizer, scheduler, times=times)
+        return row
+
+    bar = tqdm(total=config["steps"], initial=step, disable=args.no_progress, dynamic_ncols=True, unit="step")
+    if step == 0:
+        evaluate_and_log()
+    pending = [s for s in schedule if s > step]
+    while step < config["steps"]:
+        start = time.perf_counter()
+        epoch, batch = divmod(step, batches_per_epoch)
+        # One permutation per epoch from (seed, epoch): a resumed run sees the same batches.
+        generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
+        order = torch.randperm(n_train, generator=generator)[batch * batch_size:(batch + 1) * batch_size]
+        x, y = data["train"][0][order.to(device)], data["train"][1][order.to(device)]
+        logits = model.unembed(model(x, RHS))  # last block and unembedding only where the loss is
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if not torch.isfinite(loss):
+            stop_diverged(loss.item())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        times["train_s"] += time.perf_counter() - start
+        if pending and step == pending[0]:
+            pending.pop(0)
+            row = evaluate_and_log()
+            line = "  ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc",
+                                                          "train_ncc", "train_rf_bound", "representativeness"))
+            if args.no_progress:
+                print(f"step {step:>6}  {line}")
+            else:
+                bar.set_postfix_str(line.replace("train_rf_bound", "rf").replace("representativeness", "rep"))
+    bar.close()
+    summary = {"steps": step, **times, "eval_fraction": times["eval_s"] / max(1e-9, times["train_s"] + times["eval_s"]),
+               "steps_per_s_train": step / max(1e-9, times["train_s"])}
+    pack_features(run_dir)
+    log.mark_finished(summary)
+    log.close()
+    print(f"{run_dir}: done; train {times['train_s']:.0f} s, evaluation {times['eval_s']:.0f} s "
+          f"({100 * summary['eval_fraction']:.1f}% of the time)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

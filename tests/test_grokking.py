@@ -1,0 +1,201 @@
+"""grokking_nc_rf: data split, schedule, smoke run, resume after SIGKILL, bad input, plots."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common import read_metrics
+from grokking_nc_rf import plot, train
+from grokking_nc_rf.data import EOS, NUM_OFFSET, equations, split_indices, vocab_size
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--preset", "cpu", "--modulus", "11", "--steps", "40", "--eval_points", "6", "--batch_size", "16",
+        "--threads", "1", "--no_progress"]
+
+
+def test_equations_and_vocabulary_match_the_original():
+    inputs, targets = equations(97)
+    assert vocab_size(97) == 239  # spec §2.3
+    assert inputs.shape == (9409, 6) and targets.shape == (9409, 2)
+    a, b = 23, 90
+    row = inputs[a * 97 + b].tolist()
+    assert row == [EOS, NUM_OFFSET + a, 6, NUM_OFFSET + b, 1, NUM_OFFSET + (a + b) % 97]
+    assert targets[a * 97 + b].tolist() == [NUM_OFFSET + 16, EOS]
+
+
+@pytest.mark.parametrize("split", ["ordered", "unordered"])
+def test_split_covers_every_pair_exactly_once(split):
+    train_idx, val_idx = split_indices(97, 0.5, data_seed=0, split=split)
+    both = np.concatenate([train_idx, val_idx])
+    assert sorted(both.tolist()) == list(range(97 * 97))
+    assert len(train_idx) == 4704  # round(4704.5) = 4704, as the original
+    again, _ = split_indices(97, 0.5, data_seed=0, split=split)
+    assert np.array_equal(train_idx, again)
+    other, _ = split_indices(97, 0.5, data_seed=1, split=split)
+    assert not np.array_equal(train_idx, other)
+    train_pairs = {tuple(divmod(int(i), 97)) for i in train_idx}
+    twins = np.mean([(b, a) in train_pairs for a, b in (divmod(int(i), 97) for i in val_idx)])
+    if split == "ordered":
+        assert 0.4 < twins < 0.6  # the commutativity shortcut the README warns about
+    else:
+        assert twins == 0.0
+
+
+def test_paper_schedule_reproduces_the_original_grid():
+    _, config, _ = train.parse_args(["--preset", "paper"])
+    assert (config["steps"], config["lr"], config["weight_decay"], config["batch_size"]) == (100_000, 1e-4, 1.0, 512)
+    steps = train.eval_steps(config, batches_per_epoch=10)
+    # The original logs after epochs e of the 1.01x grid at global step (e + 1) * 10 - 1, i.e. after
+    # (e + 1) * 10 optimizer steps: 620 points; we add the initialisation and the last step.
+    assert steps[:4] == [0, 10, 20, 30]
+    assert len(steps) == 622 and steps[-2:] == [99_710, 100_000]
+
+
+def test_smoke_run_logs_every_metric_and_rerun_is_a_noop(tmp_path, capsys):
+    summary = train.main(TINY + ["--out_dir", str(tmp_path)])
+    run_dir = tmp_path / "grokking_nc_rf" / "cpu_batch_size16_eval_points6_modulus11_steps40" / "seed_42"
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == sorted({r["step"] for r in rows}) and rows[-1]["step"] == 40
+    keys = {"step", "train_loss", "train_acc", "val_loss", "val_acc", "train_ncc", "train_rf_bound",
+            "train_rf_exact", "train_rf_original", "representativeness", "representativeness_gaussian",
+            "w_norm", "train_nc1", "train_nc2_norms", "train_nc2_angles", "train_nc3", "train_nc4"}
+    assert keys <= set(rows[0])
+    for row in rows:
+        assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1
+        assert row["train_rf_exact"] <= row["train_rf_bound"]
+        assert all(np.isfinite(v) for v in row.values())
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["modulus"] == 11 and config["preset"] == "cpu"
+    assert summary["steps"] == 40
+    capsys.readouterr()
+    train.main(TINY + ["--out_dir", str(tmp_path)])
+    assert "already finished" in capsys.readouterr().out
+    assert read_metrics(run_dir / "metrics.jsonl") == rows
+
+    # Plots from the smoke run's logs.
+    table = plot.main(TINY + ["--out_dir", str(tmp_path)])
+    figures = run_dir.parent / "figures"
+    for name in ("fig1_grokking.png", "fig8_representativeness.png", "fig1_panels.png"):
+        assert (figures / name).stat().st_size > 10_000
+    assert "mean ± std" in table.index and (run_dir.parent / "onsets.md").exists()
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["--preset", "cpu", "--modulus", "11", "--steps", "400", "--eval_points", "40", "--batch_size", "16",
+            "--threads", "1", "--no_progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "grokking_nc_rf.train", *args]
+    subprocess.run(cmd + ["--out_dir", str(tmp_path / "ref")], env=env, check=True, capture_output=True)
+    run = tmp_path / "run" / "grokking_nc_rf" / "cpu_batch_size16_eval_points40_modulus11_steps400" / "seed_42"
+    proc = subprocess.Popen(cmd + ["--out_dir", str(tmp_path / "run")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once some rows (and checkpoints) exist, mid-run
+        if (run / "metrics.jsonl").exists() and len(read_metrics(run / "metrics.jsonl")) >= 15:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_rows = len(read_metrics(run / "metrics.jsonl"))
+    assert not (run / "finished.json").exists() and killed_rows < 41
+    subprocess.run(cmd + ["--out_dir", str(tmp_path / "run")], env=env, check=True, capture_output=True)
+    ref = tmp_path / "ref" / run.relative_to(tmp_path / "run")
+    assert read_metrics(run / "metrics.jsonl") == read_metrics(ref / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--preset", "gpu"], "invalid choice"),
+    (["--modulus", "1"], "--modulus must be >= 2"),
+    (["--train_fraction", "1.5"], "--train_fraction must be in (0, 1)"),
+    (["--train_fraction", "0"], "--train_fraction must be in (0, 1)"),
+    (["--steps", "0"], "--steps must be > 0"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--lr", "inf"], "--lr must be > 0 and finite"),
+    (["--steps", "1e3"], "invalid int value"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exc:
+        train.main(TINY + flags + ["--out_dir", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_unwritable_out_dir_and_conflicting_run_dir(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exc:
+        train.main(TINY + ["--out_dir", str(blocker)])
+    assert exc.value.code == 2 and "writable --out_dir" in capsys.readouterr().err
+    run_dir = tmp_path / "grokking_nc_rf" / "cpu_batch_size16_eval_points6_modulus11_steps40" / "seed_42"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"config": {"modulus": 13}}))
+    with pytest.raises(SystemExit) as exc:
+        train.main(TINY + ["--out_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "another config" in err
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(TINY + ["--lr", "1e30", "--out_dir", str(tmp_path)])
+    assert exc.value.code == 1
+    assert "diverged" in capsys.readouterr().err
+    run_dir = next((tmp_path / "grokking_nc_rf").iterdir()) / "seed_42"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert state["step"] == rows[-1]["step"] < 40  # the log ends at the last good checkpoint
+
+
+def test_model_matches_a_plain_causal_transformer():
+    """Post-LN blocks with causal softmax attention written out by hand (spec §2.4), and the
+    last-block shortcut (only the right-hand-side positions) gives the same hidden states."""
+    import math
+
+    from grokking_nc_rf.model import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(vocab_size(11)).double()
+    tokens = equations(11)[0][:50]
+
+    def reference_block(block, x):
+        batch, length, width = x.shape
+        q, k, v = (t.view(batch, length, 4, width // 4).transpose(1, 2) for t in block.qkv(x).split(width, -1))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(width // 4)
+        scores = scores.masked_fill(~torch.tril(torch.ones(length, length, dtype=torch.bool)), float("-inf"))
+        attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, width)
+        x = block.ln1(x + block.proj(attended))
+        return block.ln2(x + block.ff(x))
+
+    with torch.no_grad():
+        x = model.embed(tokens) + model.positions[:6]
+        # sinusoidal positions as the original: even i -> sin(pos / 10000^(i/d)), odd i -> cos(pos / 10000^((i-1)/d))
+        assert model.positions[3, 4].item() == pytest.approx(math.sin(3 / 10000 ** (4 / 128)))
+        assert model.positions[3, 5].item() == pytest.approx(math.cos(3 / 10000 ** (4 / 128)))
+        for block in model.blocks:
+            x = reference_block(block, x)
+        assert torch.allclose(model(tokens), x, atol=1e-12)
+        assert torch.allclose(model(tokens, train.RHS), x[:, 4:6], atol=1e-12)
+    assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_save_features_packs_one_file(tmp_path):
+    train.main(TINY + ["--save_features", "3", "--out_dir", str(tmp_path)])
+    run_dir = next((tmp_path / "grokking_nc_rf").iterdir()) / "seed_42"
+    saved = np.load(run_dir / "features.npz")
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert saved["features"].shape == (3, 121, 128) and saved["features"].dtype == np.float16
+    assert saved["unembedding"].shape == (3, vocab_size(11), 128)
+    assert set(saved["steps"].tolist()) <= {r["step"] for r in rows} and saved["steps"][-1] == 40
+    assert saved["is_train"].sum() == 60 and (saved["labels"] >= NUM_OFFSET).all()
+    assert not (run_dir / "features").exists()
