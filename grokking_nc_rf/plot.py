@@ -46,13 +46,12 @@ def onset_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per seed plus 'mean ± std': the step at which each event happens (NaN: never)."""
     rows = {f"seed {seed}": {name: fn(group.sort_values("step").reset_index(drop=True)) for name, fn in ONSETS.items()}
             for seed, group in frame.groupby("seed")}
-    table = pd.DataFrame(rows).T
-    summary = table.agg(["mean", "std"])
-    table = table.map(lambda v: f"{v:.0f}" if np.isfinite(v) else "not reached")
+    steps = pd.DataFrame(rows).T  # NaN: the event never happened in that run
+    mean, std = steps.mean(), steps.std().fillna(0)
+    table = steps.map(lambda v: f"{v:.0f}" if np.isfinite(v) else "not reached")
     # A mean over seeds only where every seed reached the event.
-    table.loc["mean ± std"] = [f"{m:.0f} ± {s:.0f}" if np.isfinite(m) and not reached.isna().any() else "not reached"
-                               for m, s, reached in zip(summary.loc["mean"], summary.loc["std"].fillna(0),
-                                                        (pd.DataFrame(rows).T[c] for c in table.columns))]
+    table.loc["mean ± std"] = [f"{mean[c]:.0f} ± {std[c]:.0f}" if steps[c].notna().all() else "not reached"
+                               for c in steps.columns]
     return table
 
 

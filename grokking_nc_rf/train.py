@@ -35,8 +35,8 @@ RHS = slice(ANSWER_POS, EOS_POS + 1)  # the two right-hand-side positions the lo
 # Presets change only what differs from the defaults; the defaults are the original run (spec §2.5-2.6).
 PRESETS = {
     "paper": {},
-    # Measured on 2 CPU threads: memorisation at ~400 steps, grokking at ~2-3k steps (README).
-    "cpu": {"steps": 5000, "lr": 1e-3, "eval_schedule": "log_spaced", "eval_points": 120},
+    # 10x the paper's lr: memorisation at ~750 steps, validation accuracy 99% at ~2-3k steps (README).
+    "cpu": {"steps": 4000, "lr": 1e-3, "eval_schedule": "log_spaced", "eval_points": 80},
 }
 DEFAULTS = {
     "seed": 42, "data_seed": 0, "modulus": 97, "train_fraction": 0.5, "split": "ordered",
