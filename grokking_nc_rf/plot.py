@@ -62,33 +62,21 @@ def _band(ax, frame, key, label, color, scale=1.0, **kw):
     return line
 
 
-def figure1(frame, path, n_seeds):
-    fig, ax = plt.subplots(figsize=(8, 5))
-    lines = [_band(ax, frame, "train_rf_bound", "relative flatness (Lemma A.2 bound)", "tab:red")]
-    ax.set(xscale="log", xlabel="optimization step", ylabel="relative flatness")
-    ax2 = ax.twinx()
-    lines += [_band(ax2, frame, "train_acc", "train accuracy (%)", "tab:blue", 100),
-              _band(ax2, frame, "val_acc", "validation accuracy (%)", "tab:green", 100),
-              _band(ax2, frame, "train_ncc", "NCC (train, '=' position)", "tab:purple")]
-    ax2.set(ylabel="accuracy (%) / NCC", ylim=(0, 105))
-    ax.legend(lines, [line.get_label() for line in lines], loc="center left", fontsize=9)
-    ax.set_title(f"Fig. 1: grokking on a + b mod p (mean and min-max over {n_seeds} seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+ACCURACIES = [("train_acc", "train accuracy (%)", "tab:blue", 100), ("val_acc", "validation accuracy (%)", "tab:green", 100)]
 
 
-def figure8(frame, path, n_seeds):
+def twin_axis_figure(frame, path, left, right, left_label, right_label, title):
+    """Left-axis curves (key, label, color) against the right-axis curves (key, label, color, scale) on
+    a log step axis, as the paper's Fig. 1 and Fig. 8."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    lines = [_band(ax, frame, "representativeness", "representativeness (Petzka KDE)", "tab:orange")]
-    ax.axhline(0, color="gray", linewidth=0.8)
-    ax.set(xscale="log", xlabel="optimization step", ylabel="representativeness")
+    lines = [_band(ax, frame, *spec) for spec in left]
+    ax.axhline(0, color="gray", linewidth=0.6)
+    ax.set(xscale="log", xlabel="optimization step", ylabel=left_label)
     ax2 = ax.twinx()
-    lines += [_band(ax2, frame, "train_acc", "train accuracy (%)", "tab:blue", 100),
-              _band(ax2, frame, "val_acc", "validation accuracy (%)", "tab:green", 100)]
-    ax2.set(ylabel="accuracy (%)", ylim=(0, 105))
+    lines += [_band(ax2, frame, *spec) for spec in right]
+    ax2.set(ylabel=right_label, ylim=(0, 105))
     ax.legend(lines, [line.get_label() for line in lines], loc="center left", fontsize=9)
-    ax.set_title(f"Fig. 8: representativeness and accuracies (mean and min-max over {n_seeds} seeds)")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -129,8 +117,14 @@ def main(argv=None):
     n_seeds = frame["seed"].nunique()
     figures = group / "figures"
     figures.mkdir(exist_ok=True)
-    figure1(frame, figures / "fig1_grokking.png", n_seeds)
-    figure8(frame, figures / "fig8_representativeness.png", n_seeds)
+    band = f"mean and min-max over {n_seeds} seeds"
+    twin_axis_figure(frame, figures / "fig1_grokking.png",
+                     [("train_rf_bound", "relative flatness (Lemma A.2 bound)", "tab:red")],
+                     ACCURACIES + [("train_ncc", "NCC (train, '=' position)", "tab:purple")],
+                     "relative flatness", "accuracy (%) / NCC", f"Fig. 1: grokking on a + b mod p ({band})")
+    twin_axis_figure(frame, figures / "fig8_representativeness.png",
+                     [("representativeness", "representativeness (Petzka KDE)", "tab:orange")], ACCURACIES,
+                     "representativeness", "accuracy (%)", f"Fig. 8: representativeness and accuracies ({band})")
     panels(frame, figures / "fig1_panels.png")
     table = onset_table(frame)
     table.to_csv(group / "onsets.csv")

@@ -56,7 +56,8 @@ def parse_args(argv):
     parser.add_argument("--out_dir", default="runs", help="runs go to OUT_DIR/grokking_nc_rf/<run>/seed_<k>")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="print one line per evaluation instead of a progress bar (the default off a terminal)")
     parser.add_argument("--save_features", type=int, default=0, metavar="N",
                         help="keep the '=' features (float16) and W_U at N log-spaced evaluations in "
                              "<run>/features.npz; logits = features @ W_U^T (N=40: ~100 MB for p=97)")
@@ -215,7 +216,8 @@ def main(argv=None):
         log.save_checkpoint(step, model, optimizer, scheduler, times=times)
         return row
 
-    bar = tqdm(total=config["steps"], initial=step, disable=args.no_progress, dynamic_ncols=True, unit="step")
+    show_bar = not args.no_progress and sys.stderr.isatty()  # in a log file: one line per evaluation instead
+    bar = tqdm(total=config["steps"], initial=step, disable=not show_bar, dynamic_ncols=True, unit="step")
     if step == 0:
         evaluate_and_log()
     pending = [s for s in schedule if s > step]
@@ -242,10 +244,10 @@ def main(argv=None):
             row = evaluate_and_log()
             line = "  ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc",
                                                           "train_ncc", "train_rf_bound", "representativeness"))
-            if args.no_progress:
-                print(f"step {step:>6}  {line}")
-            else:
+            if show_bar:
                 bar.set_postfix_str(line.replace("train_rf_bound", "rf").replace("representativeness", "rep"))
+            else:
+                print(f"step {step:>6}  {line}", flush=True)
     bar.close()
     summary = {"steps": step, **times, "eval_fraction": times["eval_s"] / max(1e-9, times["train_s"] + times["eval_s"]),
                "steps_per_s_train": step / max(1e-9, times["train_s"])}
