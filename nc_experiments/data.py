@@ -1,0 +1,101 @@
+"""CIFAR-10 (paper preset) and Fashion-MNIST (CPU preset) as tensors in memory, class-balanced subsets.
+
+CIFAR-10 comes through torchvision (`--data_dir`, `--download` where the internet is reachable).
+Fashion-MNIST is read from the four standard idx files (.gz or not), as Debian's
+`dataset-fashion-mnist` package installs them or as torchvision downloads them (FashionMNIST/raw/).
+Missing data is a UsageError that says how to get it; nothing is ever substituted.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import UsageError
+
+# App. B: the main experiments normalise with mean = std = 0.5; the augmentation ablation (Fig. 7)
+# with the CIFAR-10 channel statistics.
+CIFAR_ORIGINAL_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+CIFAR_AUGMENT_NORM = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+FASHION_MNIST_NORM = ((0.2860,), (0.3530,))  # training-set statistics
+FASHION_MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                       False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def load_cifar10(data_dir: str | Path, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10 as uint8 images (N, 3, 32, 32) and int64 labels (N,), via torchvision."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        dataset = CIFAR10(root=str(data_dir), train=train, download=download)
+    except RuntimeError as err:
+        raise UsageError(f"CIFAR-10 not found in {data_dir} ({err}); rerun with --download where the internet is "
+                         f"reachable, or unpack cifar-10-python.tar.gz so that {Path(data_dir) / 'cifar-10-batches-py'} "
+                         f"exists") from err
+    images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(dataset.targets, dtype=torch.long)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (the MNIST format: big-endian magic 0x0000 08 <ndim>, then the dims, then uint8 data)."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise UsageError(f"{path} is not an idx file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise UsageError(f"{path} is truncated: {data.size} bytes of data for shape {shape}")
+    return data.reshape(shape)
+
+
+def _find(data_dir: Path, name: str) -> Path | None:
+    for folder in (data_dir, data_dir / "FashionMNIST" / "raw"):
+        for candidate in (folder / (name + ".gz"), folder / name):
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def load_fashion_mnist(data_dir: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST as uint8 images (N, 1, 28, 28) and int64 labels (N,) from the idx files in `data_dir`."""
+    data_dir = Path(data_dir)
+    paths = [_find(data_dir, name) for name in FASHION_MNIST_FILES[train]]
+    if None in paths:
+        missing = [n for n, p in zip(FASHION_MNIST_FILES[train], paths) if p is None]
+        raise UsageError(f"Fashion-MNIST file {missing[0]}(.gz) not found in {data_dir}; on Debian run "
+                         f"`apt-get install dataset-fashion-mnist` and pass the folder `dpkg -L dataset-fashion-mnist` "
+                         f"lists as --data_dir, or let torchvision.datasets.FashionMNIST(root, download=True) fetch it")
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise UsageError(f"{paths[0]} and {paths[1]} do not hold matching images (N, 28, 28) and labels (N,)")
+    return torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64))
+
+
+def balanced_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """Indices of `size` samples with (as far as divisible) equal counts per class, drawn by `seed`."""
+    classes = torch.unique(labels)
+    per_class = [size // len(classes) + (i < size % len(classes)) for i in range(len(classes))]
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c, count in zip(classes.tolist(), per_class):
+        members = torch.nonzero(labels == c).squeeze(1)
+        if count > len(members):
+            raise UsageError(f"a class-balanced subset of {size} needs {count} images of class {c}, "
+                             f"but the data have {len(members)}; choose a smaller size")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    return torch.cat(chosen).sort().values
+
+
+def to_float(images: torch.Tensor, norm: tuple[tuple[float, ...], tuple[float, ...]],
+             size: int | None = None) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalised float32, optionally resized to size x size (bilinear, antialiased)."""
+    x = images.float() / 255.0
+    if size is not None and size != x.shape[-1]:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in norm)
+    return (x - mean) / std

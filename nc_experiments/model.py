@@ -1,0 +1,50 @@
+"""ResNet-18 with torchvision's topology and building blocks, a width knob and the CIFAR stem.
+
+App. B: "ResNet-18 as implemented in torchvision 0.19.1, without any modifications" (7x7 stride-2 stem
+and max-pool, 64-128-256-512 channels). Fig. 7 uses the CIFAR variant (3x3 stride-1 stem, no max-pool).
+`width` scales the channels (64 = torchvision); `init` chooses torchvision's initialisation (Kaiming
+normal fan-out for convolutions, BatchNorm 1/0) or PyTorch's default, which the original code used
+(its scratch ResNet, spec §3.2). With width 64, the standard stem and torchvision init, the network,
+its parameter names and, under the same seed, its initial weights and outputs equal
+torchvision.models.resnet18(num_classes=10) (tests/test_nc_experiments.py).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision.models import resnet as tv
+
+
+class ResNet18(nn.Module):
+    # torchvision's own layer builder and forward, so the blocks and their order are torchvision's.
+    _make_layer = tv.ResNet._make_layer
+    forward = tv.ResNet._forward_impl
+
+    def __init__(self, num_classes: int = 10, width: int = 64, in_channels: int = 3, cifar_stem: bool = False,
+                 init: str = "torchvision") -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        if init not in ("torchvision", "pytorch"):
+            raise ValueError(f"init must be 'torchvision' or 'pytorch', got {init!r}")
+        self._norm_layer, self.inplanes, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, width, 1, 1, 64
+        if cifar_stem:
+            self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if cifar_stem else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(tv.BasicBlock, width, 2)
+        self.layer2 = self._make_layer(tv.BasicBlock, 2 * width, 2, stride=2)
+        self.layer3 = self._make_layer(tv.BasicBlock, 4 * width, 2, stride=2)
+        self.layer4 = self._make_layer(tv.BasicBlock, 8 * width, 2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8 * width, num_classes)  # W, b: the layer NCC and relative flatness are measured at
+        if init == "torchvision":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.constant_(m.weight, 1)
+                    nn.init.constant_(m.bias, 0)

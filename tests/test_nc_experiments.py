@@ -1,0 +1,138 @@
+"""nc_experiments: the real data loaders on tiny files made here, subsets, and the ResNet-18."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from common import UsageError, capture_features, ncc
+from nc_experiments.data import (CIFAR_ORIGINAL_NORM, balanced_subset, load_cifar10, load_fashion_mnist, read_idx,
+                                 to_float)
+from nc_experiments.model import ResNet18
+
+
+def _write_idx(path, array, compress):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if compress else open)(path, "wb").write(data)
+
+
+@pytest.fixture
+def tiny_fashion_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for train, n in ((True, 40), (False, 20)):
+        images = rng.integers(0, 256, size=(n, 28, 28))
+        labels = np.arange(n) % 10
+        prefix = "train" if train else "t10k"
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images, compress=True)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", labels, compress=False)  # plain file also found
+        arrays[train] = images, labels
+    return tmp_path, arrays
+
+
+def test_fashion_mnist_reads_idx_files(tiny_fashion_mnist):
+    folder, arrays = tiny_fashion_mnist
+    for train in (True, False):
+        images, labels = load_fashion_mnist(folder, train)
+        assert images.shape == (len(arrays[train][0]), 1, 28, 28) and images.dtype == torch.uint8
+        assert np.array_equal(images[:, 0].numpy(), arrays[train][0])
+        assert labels.tolist() == arrays[train][1].tolist()
+
+
+def test_missing_or_broken_data_says_how_to_get_it(tmp_path, tiny_fashion_mnist):
+    with pytest.raises(UsageError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(tmp_path / "empty", train=True)
+    with pytest.raises(UsageError, match="--download"):
+        load_cifar10(tmp_path / "empty", train=True)
+    folder, _ = tiny_fashion_mnist
+    path = folder / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(UsageError, match="truncated"):
+        read_idx(path)
+
+
+def test_cifar10_through_torchvision_on_a_tiny_archive(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(4, 3 * 32 * 32), dtype=np.uint8)  # rows: R plane, G plane, B plane
+        labels = rng.integers(0, 10, size=4).tolist()
+        with open(root / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels}, f)
+        batches[name] = data, labels
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, f)
+    # The archive is ours, so torchvision's MD5 check of the real files cannot pass: skip only that.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    images, labels = load_cifar10(tmp_path, train=True)
+    assert images.shape == (20, 3, 32, 32) and labels.shape == (20,)
+    first = batches["data_batch_1"][0][0].reshape(3, 32, 32)
+    assert np.array_equal(images[0].numpy(), first)
+    assert labels.tolist()[:4] == batches["data_batch_1"][1]
+    test_images, _ = load_cifar10(tmp_path, train=False)
+    assert np.array_equal(test_images[3].numpy(), batches["test_batch"][0][3].reshape(3, 32, 32))
+
+
+def test_balanced_subset():
+    labels = torch.arange(100) % 10
+    idx = balanced_subset(labels, 35, seed=0)
+    counts = torch.bincount(labels[idx], minlength=10)
+    assert len(idx) == 35 and len(set(idx.tolist())) == 35
+    assert counts.max() - counts.min() <= 1
+    assert torch.equal(idx, balanced_subset(labels, 35, seed=0))
+    assert not torch.equal(idx, balanced_subset(labels, 35, seed=1))
+    with pytest.raises(UsageError, match="choose a smaller size"):
+        balanced_subset(labels, 200, seed=0)
+
+
+def test_to_float_normalises_and_resizes():
+    images = torch.full((2, 3, 32, 32), 255, dtype=torch.uint8)
+    x = to_float(images, CIFAR_ORIGINAL_NORM)
+    assert torch.allclose(x, torch.ones_like(x))  # (1 - 0.5) / 0.5
+    small = to_float(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), ((0.5,), (0.25,)), size=16)
+    assert small.shape == (2, 1, 16, 16) and torch.allclose(small, torch.full_like(small, -2.0))
+
+
+def test_resnet18_is_torchvision_resnet18():
+    torch.manual_seed(3)
+    ours = ResNet18(num_classes=10)
+    torch.manual_seed(3)
+    reference = torchvision.models.resnet18(num_classes=10)
+    ours_state, reference_state = ours.state_dict(), reference.state_dict()
+    assert list(ours_state) == list(reference_state)
+    assert all(torch.equal(ours_state[k], reference_state[k]) for k in ours_state)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(ours.eval()(x), reference.eval()(x))
+
+
+def test_cifar_stem_width_and_init_options():
+    model = ResNet18(num_classes=10, width=16, in_channels=1, cifar_stem=True, init="pytorch")
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, torch.nn.Identity)
+    assert model.fc.in_features == 128 and model.layer4[0].conv1.out_channels == 128
+    x = torch.randn(4, 1, 16, 16)
+    with capture_features(model, model.fc) as cap:
+        logits = model(x)
+    assert logits.shape == (4, 10) and cap.features.shape == (4, 128)
+    # torchvision init: Kaiming normal, fan-out, ReLU gain -> std sqrt(2 / (out_channels * k * k))
+    conv = ResNet18(width=64, init="torchvision").layer3[0].conv2
+    assert conv.weight.std().item() == pytest.approx((2 / (256 * 9)) ** 0.5, rel=0.02)
+    with pytest.raises(ValueError, match="width"):
+        ResNet18(width=0)
+
+
+def test_ncc_regulariser_reaches_the_backbone_not_the_head():
+    # spec §1.3: L = CE - lambda * NCC(phi, y); the NCC term has no path to the classifier.
+    model = ResNet18(num_classes=10, width=4, cifar_stem=True)
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 4
+    with capture_features(model, model.fc) as cap:
+        model(x)
+    (-1e-3 * ncc(cap.features, y)).backward()
+    assert model.fc.weight.grad is None or torch.count_nonzero(model.fc.weight.grad) == 0
+    assert torch.count_nonzero(model.layer4[1].conv2.weight.grad) > 0
