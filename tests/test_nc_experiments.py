@@ -136,3 +136,87 @@ def test_ncc_regulariser_reaches_the_backbone_not_the_head():
     (-1e-3 * ncc(cap.features, y)).backward()
     assert model.fc.weight.grad is None or torch.count_nonzero(model.fc.weight.grad) == 0
     assert torch.count_nonzero(model.layer4[1].conv2.weight.grad) > 0
+
+
+# ---- train.py -----------------------------------------------------------------------------------
+
+def _tiny_flags(folder, out_dir, *extra):
+    return ["--preset", "cpu", "--data_dir", str(folder), "--train_size", "30", "--val_size", "20",
+            "--epochs", "2", "--batch_size", "8", "--width", "2", "--threads", "1", "--no_progress",
+            "--out_dir", str(out_dir), *extra]
+
+
+def test_paper_preset_is_appendix_b():
+    from nc_experiments import train
+
+    _, config, run_dir = train.parse_args(["--preset", "paper", "--seed", "15213"])
+    expected = {"dataset": "cifar10", "lr": 0.01, "momentum": 0.9, "batch_size": 64, "weight_decay": 0.0,
+                "epochs": 250, "lam": 1e-3, "regularizer": "ncc", "width": 64, "cifar_stem": False,
+                "augment": False, "train_size": 0, "val_size": 0, "image_size": 32, "seed": 15213}
+    assert {k: config[k] for k in expected} == expected
+    assert run_dir.parts[-3:] == ("nc_experiments", "paper", "seed_15213")
+    _, cpu, _ = train.parse_args(["--preset", "cpu"])
+    assert (cpu["dataset"], cpu["train_size"], cpu["image_size"], cpu["width"], cpu["cifar_stem"],
+            cpu["epochs"]) == ("fashion_mnist", 1000, 16, 16, True, 150)
+
+
+def test_smoke_run_logs_every_metric_and_resumes(tiny_fashion_mnist, tmp_path, capsys, monkeypatch):
+    from nc_experiments import train
+
+    folder, _ = tiny_fashion_mnist
+    rows = train.main(_tiny_flags(folder, tmp_path / "a", "--lam", "0.1"))
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_ncc", "train_rf_bound", "train_rf_exact",
+                "w_norm", "train_nc1", "train_nc4", "train_loss_total", "train_ce_running", "train_reg_running",
+                "train_angle_mean", "train_angles"):
+        assert key in rows[0], key
+    row = rows[-1]
+    assert 0 <= row["train_acc"] <= 1 and row["train_rf_exact"] <= row["train_rf_bound"]
+    assert len(row["train_angles"]) == 45 and row["simplex_angle"] == pytest.approx(96.379, abs=1e-3)
+    # the logged train loss is the original's CE - lambda * NCC
+    assert row["train_loss_total"] == pytest.approx(row["train_ce_running"] - 0.1 * row["train_reg_running"], rel=1e-6)  # float32 losses
+    # A run that dies during epoch 2 resumes from the epoch-1 checkpoint to the same rows.
+    real_evaluate, calls = train.evaluate, []
+
+    def dying_evaluate(model, data):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed after training epoch 2, before its row and checkpoint
+        return real_evaluate(model, data)
+
+    monkeypatch.setattr(train, "evaluate", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(_tiny_flags(folder, tmp_path / "b", "--lam", "0.1"))
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    resumed = train.main(_tiny_flags(folder, tmp_path / "b", "--lam", "0.1"))
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    timing = {"train_s", "eval_s"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in resumed] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in rows]
+    again = train.main(_tiny_flags(folder, tmp_path / "b", "--lam", "0.1"))
+    assert "already finished" in capsys.readouterr().out and len(again) == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lam", "-1"], "--lam must be >= 0"),
+    (["--width", "0"], "--width must be >= 1"),
+    (["--dataset", "mnist"], "invalid choice"),
+    (["--train_size", "100"], "--train_size 100 is larger than the 40 train images"),
+])
+def test_bad_input_is_one_line_exit_2(tiny_fashion_mnist, tmp_path, capsys, flags, message):
+    from nc_experiments import train
+
+    folder, _ = tiny_fashion_mnist
+    with pytest.raises(SystemExit) as exc:
+        train.main(_tiny_flags(folder, tmp_path / "out", *flags))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_is_exit_2(tmp_path, capsys):
+    from nc_experiments import train
+
+    with pytest.raises(SystemExit) as exc:
+        train.main(_tiny_flags(tmp_path / "nothing", tmp_path / "out"))
+    assert exc.value.code == 2 and "dataset-fashion-mnist" in capsys.readouterr().err
