@@ -220,3 +220,32 @@ def test_missing_data_is_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         train.main(_tiny_flags(tmp_path / "nothing", tmp_path / "out"))
     assert exc.value.code == 2 and "dataset-fashion-mnist" in capsys.readouterr().err
+
+
+def test_figure_runs_and_plots_from_smoke_logs(tiny_fashion_mnist, tmp_path):
+    from nc_experiments import plot, train
+
+    folder, _ = tiny_fashion_mnist
+    runs = plot.main(["fig2", "--list_runs", "--preset", "paper"])
+    assert len(runs) == 6 and {r[1] for r in runs} == {"1", "42", "15213"} and {r[3] for r in runs} == {"none", "ncc"}
+    assert [r[3] for r in plot.main(["fig6", "--list_runs", "--preset", "paper"])] == \
+        ["1e-2", "1e-3", "1e-4", "1e-5", "1e-6"]  # App. B ablation
+    assert all("--augment" in r for r in plot.main(["fig7", "--list_runs", "--preset", "cpu"]))
+    flags = _tiny_flags(folder, tmp_path, "--epochs", "1")
+    for run in plot.main(["fig2", "--list_runs", *flags])[:2] + plot.main(["fig2", "--list_runs", *flags])[3:5]:
+        train.main(flags + run)
+    out = plot.main(["fig2", *flags])
+    for name in ("fig2.png", "fig3.png", "fig5.png"):
+        assert (out / name).stat().st_size > 10_000
+    with pytest.raises(SystemExit) as exc:
+        plot.main(["fig6", *flags])  # not trained: one line, exit 2
+    assert exc.value.code == 2
+
+
+def test_run_script_rejects_an_unknown_figure():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "nc_experiments" / "run_script.sh"
+    proc = subprocess.run(["sh", str(script), "fig9"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "fig2, fig6 or fig7" in proc.stderr

@@ -1,0 +1,139 @@
+"""Figs. 2, 3, 5, 6, 7 from the run logs: one line (mean over seeds, min-max band) per run group.
+
+    python -m nc_experiments.plot fig2 --preset cpu --data_dir DIR      # same flags as the training runs
+    python -m nc_experiments.plot fig6 --list_runs --preset cpu         # the runs a figure needs
+
+figure_runs() lists, for each figure, the training runs (seeds, lambdas, regulariser, augmentation)
+that run_script.sh trains and this script plots; train.py's flags locate their run folders. Each run
+group (its seed_<k>/ runs) is one line, labelled by its regulariser and lambda. fig2 writes fig2.png (accuracies, RF bound, NCC), fig3.png (pairwise class-mean
+angles at the last epoch against the simplex angle) and fig5.png (losses); fig6 and fig7 write one
+row per group with accuracies, RF bound, NCC and losses, into <out_dir>/nc_experiments/figures/<preset>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import UsageError, entry_point, load_runs  # noqa: E402
+from nc_experiments import train  # noqa: E402
+
+SEEDS = ("1", "42", "15213")  # App. B
+# The paper's lambdas; the CPU preset's ~80x smaller step budget needs ~30x larger ones (README).
+LAMBDAS = {"paper": {"fig6": ["1e-2", "1e-3", "1e-4", "1e-5", "1e-6"], "fig7": ["1e-2", "1e-3", "1e-4"],
+                     "fig2": "1e-3"},
+           "cpu": {"fig6": ["1e-1", "3e-2", "3e-3", "3e-4", "3e-5"], "fig7": ["1e-1", "3e-2", "3e-3"], "fig2": "3e-2"}}
+
+
+def figure_runs(figure: str, preset: str) -> list[list[str]]:
+    """The train.py flags of every run a figure needs (added to the user's flags)."""
+    lams = LAMBDAS[preset]
+    if figure == "fig2":
+        return [["--seed", s, "--regularizer", r, "--lam", lams["fig2"]] for r in ("none", "ncc") for s in SEEDS]
+    extra = ["--augment", "--cifar_stem"] if figure == "fig7" else []
+    return [["--seed", "42", "--lam", lam, *extra] for lam in lams[figure]]
+
+
+COLORS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
+
+
+def _label(frame):
+    first = frame.iloc[0]
+    if first["regularizer"] == "none":
+        return "baseline"
+    return f"REG (lambda={first['lam']:g})" + (", augment" if first.get("augment", False) else "")
+
+
+def _band(ax, frame, key, label, color, style="-"):
+    stats = frame.groupby("epoch")[key].agg(["mean", "min", "max"])
+    ax.plot(stats.index, stats["mean"], style, color=color, label=label)
+    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
+
+
+def _panel(ax, groups, keys, title, yscale="linear"):
+    for (label, frame), color in zip(groups, COLORS):
+        for key, style in zip(keys, ["-", "--"]):
+            _band(ax, frame, key, f"{label} {key}", color, style)
+    ax.set(title=title, xlabel="epoch", yscale=yscale)
+    ax.legend(fontsize=7)
+
+
+def fig2(groups, out):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    _panel(axes[0], groups, ["train_acc", "val_acc"], "(a) accuracy (solid: train, dashed: validation)")
+    _panel(axes[1], groups, ["train_rf_bound"], "(b) relative flatness (Lemma A.2 bound)", "log")
+    _panel(axes[2], groups, ["train_ncc"], "(c) NCC (train)", "log")
+    fig.tight_layout()
+    fig.savefig(out / "fig2.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (label, frame), color in zip(groups, COLORS):
+        last = frame[frame.epoch == frame.epoch.max()]
+        angles = np.mean(np.stack(last["train_angles"].to_list()), 0)  # mean over seeds, per class pair
+        ax.plot(np.arange(len(angles)), angles, "o-", color=color, markersize=3, label=label)
+    ax.axhline(frame["simplex_angle"].iloc[0], color="black", linestyle=":", label="simplex angle")
+    ax.set(title="Fig. 3: pairwise class-mean angles at the last epoch", xlabel="class pair", ylabel="degrees")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "fig3.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    _panel(ax, groups, ["train_loss_total", "val_loss"],
+           "Fig. 5: losses (solid: train, CE - lambda NCC as logged by the original; dashed: validation CE)")
+    fig.tight_layout()
+    fig.savefig(out / "fig5.png", dpi=110)
+    plt.close(fig)
+
+
+def fig_rows(groups, out, name):
+    fig, axes = plt.subplots(len(groups), 4, figsize=(18, 3.4 * len(groups)), squeeze=False)
+    for row, ((label, frame), color) in zip(axes, zip(groups, COLORS)):
+        for ax, keys, title, yscale in zip(row, [["train_acc", "val_acc"], ["train_rf_bound"], ["train_ncc"],
+                                                 ["train_loss_total", "val_loss"]],
+                                           ["accuracy", "RF bound", "NCC", "losses"], ["linear", "log", "log", "linear"]):
+            _panel(ax, [(label, frame)], keys, f"{label}: {title}", yscale)
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.png", dpi=100)
+    plt.close(fig)
+
+
+@entry_point
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m nc_experiments.plot")
+    parser.add_argument("figure", choices=["fig2", "fig6", "fig7"])
+    parser.add_argument("--list_runs", action="store_true", help="print the train.py flags of each run and exit")
+    args, rest = parser.parse_known_args(argv)
+    rest = [a for a in rest if a != "--no_progress"]
+    preset = train.parse_args(rest)[1]["preset"]
+    runs = figure_runs(args.figure, preset)
+    if args.list_runs:
+        print("\n".join(" ".join(flags) for flags in runs))
+        return runs
+    folders = list(dict.fromkeys(train.parse_args(rest + flags)[2].parent for flags in runs))  # keep order
+    groups = []
+    for folder in folders:
+        frame = load_runs(folder)
+        if frame.empty:
+            raise UsageError(f"no runs under {folder}; train them first: sh nc_experiments/run_script.sh "
+                             f"{args.figure} {' '.join(rest)}")
+        groups.append((_label(frame), frame))
+    out = folders[0].parent / "figures" / preset
+    out.mkdir(parents=True, exist_ok=True)
+    if args.figure == "fig2":
+        fig2(groups, out)
+    else:
+        fig_rows(groups, out, args.figure)
+    print(f"{args.figure}: figures in {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

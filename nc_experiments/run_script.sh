@@ -1,0 +1,21 @@
+#!/bin/sh
+# Figs. 2/3/5, 6 and 7: train every run of one figure, then plot it.
+#   sh nc_experiments/run_script.sh fig2 --preset cpu --data_dir DIR    # baseline vs REG, seeds 1 42 15213
+#   sh nc_experiments/run_script.sh fig6 --preset paper --data_dir data  # lambda ablation, seed 42
+#   sh nc_experiments/run_script.sh fig7 --preset cpu --data_dir DIR     # with augmentation, CIFAR stem
+# The figure comes first; every other flag passes through to train.py and plot.py. Which seeds and
+# lambdas a figure needs is listed once, in nc_experiments/plot.py (figure_runs, LAMBDAS).
+# PYTHON selects the interpreter (default python3), e.g. PYTHON=.venv/bin/python.
+set -e
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+case "${1:-}" in
+    fig2|fig6|fig7) FIGURE=$1; shift ;;
+    *) echo "error: the first argument must be fig2, fig6 or fig7, got '${1:-}' (see the top of $0)" >&2; exit 2 ;;
+esac
+RUNS=$("$PYTHON" -m nc_experiments.plot "$FIGURE" --list_runs "$@")
+echo "$RUNS" | while read -r flags; do
+    # shellcheck disable=SC2086
+    "$PYTHON" -m nc_experiments.train $flags "$@" < /dev/null
+done
+"$PYTHON" -m nc_experiments.plot "$FIGURE" "$@"
