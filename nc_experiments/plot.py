@@ -13,7 +13,6 @@ row per group with accuracies, RF bound, NCC and losses, into <out_dir>/nc_exper
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import matplotlib
 
