@@ -1,13 +1,15 @@
 """Cost of the NCC regulariser and of the per-epoch metrics in nc_experiments, on this machine.
 
     python -m benchmarks.bench_nc                 # CPU preset shapes and paper shapes, 2 threads
-    python -m benchmarks.bench_nc --threads 1
+    python -m benchmarks.bench_nc --threads 1 --shapes cpu
 
-For each shape: a training step with and without the NCC regulariser (forward, loss, backward, SGD
-step; median of repeats) and the metric computation of one epoch (`nc_experiments.train.evaluate`
-minus its forward passes: NCC on both splits, RF bound and exact, ||W||, NC1-NC4, the angles) against
-the training time of one epoch (steps per epoch x the measured step). Inputs are random tensors of the
-experiments' shapes: step and metric cost do not depend on the values.
+For each shape: a training step without and with the NCC regulariser (forward, loss, backward, SGD
+step), timed alternately so that both see the same machine state, median of the per-pair ratios; the
+regulariser's own work (batch NCC forward and its backward into the features), timed alone, against
+the step; and the metric computation of one epoch (`nc_experiments.train.split_metrics` on both
+splits: NCC, RF bound and exact, ||W||, NC1-NC4, the angles; the eval forward passes not included)
+against the training time of one epoch (steps per epoch x the measured step). Inputs are random
+tensors of the experiments' shapes: step and metric cost do not depend on the values.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import (ArgumentParser, capture_features, class_mean_angles, ncc, neural_collapse,
-                    relative_flatness_bound, relative_flatness_exact)
+from common import ArgumentParser, capture_features, ncc
 from nc_experiments.model import ResNet18
+from nc_experiments.train import split_metrics
 
 SHAPES = {  # name: (channels, image size, width, CIFAR stem, train images, val images)
     "cpu preset (Fashion-MNIST 16x16, width 16)": (1, 16, 16, True, 1000, 1000),
@@ -28,22 +30,15 @@ SHAPES = {  # name: (channels, image size, width, CIFAR stem, train images, val 
 }
 
 
+def _seconds(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def _median_time(fn, repeats):
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def metrics(phi_train, y_train, phi_val, y_val, weight, bias):
-    """The metric part of one evaluation, as train.evaluate computes it (float64)."""
-    phi, w, b = phi_train.double(), weight.double(), bias.double()
-    ncc(phi, y_train), ncc(phi_val.double(), y_val)
-    relative_flatness_bound(phi, w, b), relative_flatness_exact(phi, w, b)
-    neural_collapse(phi, y_train, w, b), class_mean_angles(phi, y_train)
+    return statistics.median(_seconds(fn) for _ in range(repeats))
 
 
 def measure(name, channels, size, width, cifar_stem, n_train, n_val, repeats):
@@ -60,32 +55,51 @@ def measure(name, channels, size, width, cifar_stem, n_train, n_val, repeats):
         loss.backward()
         optimizer.step()
 
-    plain, regularised = _median_time(lambda: step(False), repeats), _median_time(lambda: step(True), repeats)
+    for _ in range(2):  # warm-up: first-touch allocations
+        step(False), step(True)
+    pairs = []  # (plain, regularised) seconds, alternating which runs first
+    for r in range(repeats):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        times = {regularised: _seconds(lambda: step(regularised)) for regularised in order}
+        pairs.append((times[False], times[True]))
+    plain, regularised = (statistics.median(t) for t in zip(*pairs))
     dim = 8 * width
+    phi = torch.randn(64, dim).relu().requires_grad_()
+    reg_s = _median_time(lambda: (1e-3 * ncc(phi, y)).backward(), 10 * repeats)  # the regulariser's own work
+    head = model.fc
     phi_train, phi_val = torch.randn(n_train, dim).relu(), torch.randn(n_val, dim).relu()
     y_train, y_val = torch.arange(n_train) % 10, torch.arange(n_val) % 10
-    metric_s = _median_time(lambda: metrics(phi_train, y_train, phi_val, y_val, model.fc.weight.detach(),
-                                            model.fc.bias.detach()), max(1, repeats // 3))
+    with torch.no_grad():
+        logits_train, logits_val = head(phi_train), head(phi_val)
+    metric_s = _median_time(lambda: (split_metrics("train", phi_train, logits_train, y_train, head),
+                                     split_metrics("val", phi_val, logits_val, y_val, head)), max(1, repeats // 5))
     epoch_s = -(-n_train // 64) * regularised
-    return {"shape": name, "step_s": plain, "step_reg_s": regularised, "reg_overhead": regularised / plain - 1,
-            "metric_s": metric_s, "epoch_s": epoch_s, "metric_share": metric_s / epoch_s}
+    return {"shape": name, "step_s": plain, "step_reg_s": regularised,
+            "reg_overhead": statistics.median(r / p for p, r in pairs) - 1, "reg_s": reg_s,
+            "reg_share": reg_s / plain, "metric_s": metric_s, "epoch_s": epoch_s, "metric_share": metric_s / epoch_s}
 
 
 def main(argv=None):
     parser = ArgumentParser(prog="python -m benchmarks.bench_nc", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--shapes", choices=["all", "cpu", "paper"], default="all")
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    rows = [measure(name, *shape, args.repeats) for name, shape in SHAPES.items()]
-    print(f"torch {torch.__version__}, {args.threads} threads\n")
-    print("| shapes | training step | with NCC regulariser | regulariser overhead | epoch metrics | "
-          "training epoch (steps x step) | metrics / epoch |")
-    print("|---|---|---|---|---|---|---|")
+    try:
+        rows = [measure(name, *shape, args.repeats) for name, shape in SHAPES.items()
+                if args.shapes in ("all", name.split()[0])]
+    finally:
+        torch.set_num_threads(threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} alternating step pairs\n")
+    print("| shapes | training step | with NCC regulariser | step ratio - 1 (median of pairs) | "
+          "regulariser alone (NCC fwd + bwd) | epoch metrics | training epoch (steps x step) | metrics / epoch |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['shape']} | {1e3 * r['step_s']:.1f} ms | {1e3 * r['step_reg_s']:.1f} ms | "
-              f"{100 * r['reg_overhead']:+.1f}% | {r['metric_s']:.3f} s | {r['epoch_s']:.1f} s | "
-              f"{100 * r['metric_share']:.2f}% |")
+              f"{100 * r['reg_overhead']:+.1f}% | {1e3 * r['reg_s']:.2f} ms ({100 * r['reg_share']:.2f}% of a step) | "
+              f"{r['metric_s']:.3f} s | {r['epoch_s']:.1f} s | {100 * r['metric_share']:.2f}% |")
     return rows
 
 

@@ -5,9 +5,11 @@
 
 figure_runs() lists, for each figure, the training runs (seeds, lambdas, regulariser, augmentation)
 that run_script.sh trains and this script plots; train.py's flags locate their run folders. Each run
-group (its seed_<k>/ runs) is one line, labelled by its regulariser and lambda. fig2 writes fig2.png (accuracies, RF bound, NCC), fig3.png (pairwise class-mean
-angles at the last epoch against the simplex angle) and fig5.png (losses); fig6 and fig7 write one
-row per group with accuracies, RF bound, NCC and losses, into <out_dir>/nc_experiments/figures/<preset>/.
+group (its seed_<k>/ runs) is one line, labelled by its regulariser and lambda. fig2 writes fig2.png
+(accuracies, RF bound, NCC), fig3.png (pairwise class-mean angles at the last epoch against the
+simplex angle) and fig5.png (losses); fig6 and fig7 write one row per lambda with accuracies, RF
+bound, NCC and losses, the baseline of the same setting in grey in every row. Figures go to
+<out_dir>/nc_experiments/figures/<preset>/.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def figure_runs(figure: str, preset: str) -> list[list[str]]:
     if figure == "fig2":
         return [["--seed", s, "--regularizer", r, "--lam", lams["fig2"]] for r in ("none", "ncc") for s in SEEDS]
     extra = ["--augment", "--cifar_stem"] if figure == "fig7" else []
-    return [["--seed", "42", "--lam", lam, *extra] for lam in lams[figure]]
+    # Seed 42 per lambda (the paper's rows), and the baseline of the same setting drawn in every row.
+    return [["--seed", "42", "--lam", lam, *extra] for lam in lams[figure]] + \
+        [["--seed", "42", "--regularizer", "none", *extra]]
 
 
 COLORS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
@@ -44,9 +48,10 @@ COLORS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:b
 
 def _label(frame):
     first = frame.iloc[0]
+    augment = ", augment" if first.get("augment", False) else ""
     if first["regularizer"] == "none":
-        return "baseline"
-    return f"REG (lambda={first['lam']:g})" + (", augment" if first.get("augment", False) else "")
+        return "baseline" + augment
+    return f"REG (lambda={first['lam']:g})" + augment
 
 
 def _band(ax, frame, key, label, color, style="-"):
@@ -55,8 +60,8 @@ def _band(ax, frame, key, label, color, style="-"):
     ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
 
 
-def _panel(ax, groups, keys, title, yscale="linear"):
-    for (label, frame), color in zip(groups, COLORS):
+def _panel(ax, groups, keys, title, yscale="linear", colors=COLORS):
+    for (label, frame), color in zip(groups, colors):
         for key, style in zip(keys, ["-", "--"]):
             _band(ax, frame, key, f"{label} {key}", color, style)
     ax.set(title=title, xlabel="epoch", yscale=yscale)
@@ -93,12 +98,16 @@ def fig2(groups, out):
 
 
 def fig_rows(groups, out, name):
-    fig, axes = plt.subplots(len(groups), 4, figsize=(18, 3.4 * len(groups)), squeeze=False)
-    for row, ((label, frame), color) in zip(axes, zip(groups, COLORS)):
+    """Figs. 6, 7: one row per lambda (accuracies, RF bound, NCC, losses), the baseline in grey in each."""
+    baseline = [(label, frame) for label, frame in groups if label.startswith("baseline")]
+    regularised = [(label, frame) for label, frame in groups if not label.startswith("baseline")]
+    fig, axes = plt.subplots(len(regularised), 4, figsize=(18, 3.4 * len(regularised)), squeeze=False)
+    for row, ((label, frame), color) in zip(axes, zip(regularised, COLORS[1:])):
         for ax, keys, title, yscale in zip(row, [["train_acc", "val_acc"], ["train_rf_bound"], ["train_ncc"],
                                                  ["train_loss_total", "val_loss"]],
                                            ["accuracy", "RF bound", "NCC", "losses"], ["linear", "log", "log", "linear"]):
-            _panel(ax, [(label, frame)], keys, f"{label}: {title}", yscale)
+            _panel(ax, [*baseline, (label, frame)], keys, f"{label}: {title}", yscale,
+                   colors=["tab:gray"] * len(baseline) + [color])
     fig.tight_layout()
     fig.savefig(out / f"{name}.png", dpi=100)
     plt.close(fig)

@@ -8,7 +8,9 @@ the last layer (Lemma A.2 bound and Def. 3.2 exact), ||W||_F, NC1-NC4 and the cl
     python -m nc_experiments.train --preset paper --seed 42 --data_dir data   # App. B: CIFAR-10, 250 epochs
     python -m nc_experiments.train --preset cpu --data_dir DIR                # Fashion-MNIST, 1000 images
 
-The unregularised baseline is `--regularizer none`.
+The unregularised baseline is `--regularizer none`. `--running_metrics` also logs the original's epoch
+values (spec §1.1-1.2: train-mode features of the epoch's steps, each with the parameters of its step):
+train_ncc_running, train_rf_bound_running, w_norm_running.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def parse_args(argv):
     parser.add_argument("--channels_last", action="store_true", help="channels-last memory format (GPU)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast for the forward pass (GPU)")
     parser.add_argument("--no_progress", action="store_true", help="one line per epoch instead of a progress bar")
+    parser.add_argument("--running_metrics", action="store_true",
+                        help="also log the original's epoch values (spec 1.1, 1.2): NCC and RF bound over the "
+                             "train-mode features of the epoch's steps, each with the parameters of its step")
     args = parser.parse_args(argv)
     overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
     config = {**DEFAULTS, **PRESETS[args.preset], **overrides, "preset": args.preset}
@@ -119,26 +124,33 @@ def features_and_logits(model, x, chunk=1024):
 
 
 @torch.no_grad()
+def split_metrics(split, phi, logits, y, head):
+    """Loss, accuracy and NCC of one split; on the training split also the RF bound and exact value,
+    ||W||_F, NC1-NC4 and the pairwise class-mean angles (float64 for the small values)."""
+    row = {f"{split}_loss": F.cross_entropy(logits, y).item(), f"{split}_acc": (logits.argmax(1) == y).float().mean().item()}
+    phi = phi.double()
+    row[f"{split}_ncc"] = ncc(phi, y).item()
+    if split == "train":
+        weight, bias = head.weight.double(), head.bias.double()
+        row["train_rf_bound"] = relative_flatness_bound(phi, weight, bias).item()
+        row["train_rf_exact"] = relative_flatness_exact(phi, weight, bias).item()
+        row["w_norm"] = weight.norm().item()
+        row.update({f"train_{k}": v.item() for k, v in neural_collapse(phi, y, weight, bias).items()})
+        angles = class_mean_angles(phi, y)  # (C, C) degrees
+        pairs = angles[torch.triu_indices(len(angles), len(angles), 1).unbind()]
+        row.update(train_angle_mean=pairs.mean().item(), train_angle_std=pairs.std().item(),
+                   train_angles=pairs.tolist(), simplex_angle=simplex_angle(len(angles)))
+    return row
+
+
+@torch.no_grad()
 def evaluate(model, data):
+    """One eval-mode pass over each split, and its metrics."""
     model.eval()
     row = {}
     for split in ("train", "val"):
         x, y = data[split]
-        phi, logits = features_and_logits(model, x)
-        row[f"{split}_loss"] = F.cross_entropy(logits, y).item()
-        row[f"{split}_acc"] = (logits.argmax(1) == y).float().mean().item()
-        phi = phi.double()
-        row[f"{split}_ncc"] = ncc(phi, y).item()
-        if split == "train":
-            weight, bias = model.fc.weight.double(), model.fc.bias.double()
-            row["train_rf_bound"] = relative_flatness_bound(phi, weight, bias).item()
-            row["train_rf_exact"] = relative_flatness_exact(phi, weight, bias).item()
-            row["w_norm"] = weight.norm().item()
-            row.update({f"train_{k}": v.item() for k, v in neural_collapse(phi, y, weight, bias).items()})
-            angles = class_mean_angles(phi, y)  # (C, C) degrees
-            pairs = angles[torch.triu_indices(len(angles), len(angles), 1).unbind()]
-            row.update(train_angle_mean=pairs.mean().item(), train_angle_std=pairs.std().item(),
-                       train_angles=pairs.tolist(), simplex_angle=simplex_angle(len(angles)))
+        row.update(split_metrics(split, *features_and_logits(model, x), y, model.fc))
     return row
 
 
@@ -176,7 +188,8 @@ def main(argv=None):
         # Batches and augmentation from (seed, epoch): a resumed run sees the same ones.
         generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
         order = torch.randperm(n_train, generator=generator).to(device)
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # total loss, CE, regulariser, correct
+        sums = torch.zeros(6, dtype=torch.float64, device=device)  # loss, CE, reg, correct, RF bound, ||W||
+        seen = []  # --running_metrics: (features, labels) of every step
         start = time.perf_counter()
         batches = range(0, n_train, batch_size)
         for i in tqdm(batches, disable=not show_bar, leave=False, desc=f"epoch {epoch + 1}/{config['epochs']}"):
@@ -196,17 +209,27 @@ def main(argv=None):
                 print(f"error: loss {loss.item()} at epoch {epoch + 1}, batch {i // batch_size}; the last good "
                       f"checkpoint is kept in {run_dir}; lower --lam or --lr", file=sys.stderr)
                 raise SystemExit(1)
+            if args.running_metrics:  # before this step's update, as the original computed them
+                phi, weight = cap.features.detach().double(), model.fc.weight.detach().double()
+                seen.append((phi, y))
+                rf = relative_flatness_bound(phi, weight, logits=logits.detach().double())
+                norm = weight.norm()
+            else:
+                rf = norm = torch.zeros((), device=device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             sums += torch.stack([loss.detach() * len(y), ce.detach() * len(y), reg.detach() * len(y),
-                                 (logits.argmax(1) == y).sum()]).double()
+                                 (logits.argmax(1) == y).sum(), rf * len(y), norm]).double()
         train_s = time.perf_counter() - start
         running = (sums / n_train).tolist()
         row = {"epoch": epoch + 1, "step": (epoch + 1) * len(batches), "lr": config["lr"],
                # The original's logged train loss includes -lambda * NCC (Fig. 5); CE and the term apart.
                "train_loss_total": running[0], "train_ce_running": running[1], "train_reg_running": running[2],
                "train_acc_running": running[3]}
+        if args.running_metrics:
+            row.update(train_ncc_running=ncc(*map(torch.cat, zip(*seen))).item(),
+                       train_rf_bound_running=running[4], w_norm_running=sums[5].item() / len(batches))
         start = time.perf_counter()
         row.update(evaluate(model, data))
         row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s

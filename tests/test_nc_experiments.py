@@ -55,7 +55,8 @@ def test_missing_or_broken_data_says_how_to_get_it(tmp_path, tiny_fashion_mnist)
         read_idx(path)
 
 
-def test_cifar10_through_torchvision_on_a_tiny_archive(tmp_path, monkeypatch):
+@pytest.fixture
+def tiny_cifar10(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()
@@ -70,6 +71,11 @@ def test_cifar10_through_torchvision_on_a_tiny_archive(tmp_path, monkeypatch):
         pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, f)
     # The archive is ours, so torchvision's MD5 check of the real files cannot pass: skip only that.
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    return tmp_path, batches
+
+
+def test_cifar10_through_torchvision_on_a_tiny_archive(tiny_cifar10):
+    tmp_path, batches = tiny_cifar10
     images, labels = load_cifar10(tmp_path, train=True)
     assert images.shape == (20, 3, 32, 32) and labels.shape == (20,)
     first = batches["data_batch_1"][0][0].reshape(3, 32, 32)
@@ -77,6 +83,35 @@ def test_cifar10_through_torchvision_on_a_tiny_archive(tmp_path, monkeypatch):
     assert labels.tolist()[:4] == batches["data_batch_1"][1]
     test_images, _ = load_cifar10(tmp_path, train=False)
     assert np.array_equal(test_images[3].numpy(), batches["test_batch"][0][3].reshape(3, 32, 32))
+
+
+def test_paper_preset_shape_runs_on_cifar10_with_the_gpu_options(tiny_cifar10, tmp_path):
+    """The paper preset's model and loader (7x7 stem, max-pool, 32x32 RGB) for one epoch, with augmentation,
+    channels-last and bf16 autocast (GPU options that also run on the CPU)."""
+    from nc_experiments import train
+
+    folder, _ = tiny_cifar10
+    rows = train.main(["--preset", "paper", "--data_dir", str(folder), "--epochs", "1", "--width", "2",
+                       "--threads", "1", "--no_progress", "--out_dir", str(tmp_path / "out"), "--augment",
+                       "--channels_last", "--amp"])
+    assert len(rows) == 1 and np.isfinite(rows[0]["train_rf_bound"]) and np.isfinite(rows[0]["train_ncc"])
+    assert rows[0]["step"] == 1  # 20 images, batch 64
+
+
+def test_augment_is_a_padded_crop_and_a_flip():
+    from nc_experiments.train import augment
+
+    x = torch.randn(64, 3, 8, 8)
+    out = augment(x, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    found = []
+    for image, source in zip(out, padded):  # brute force over the 9 x 9 offsets and both flips
+        matches = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
+                   if torch.equal(image, source[:, dy:dy + 8, dx:dx + 8].flip(-1) if flip
+                                  else source[:, dy:dy + 8, dx:dx + 8])]
+        assert len(matches) == 1
+        found.append(matches[0])
+    assert len({m[:2] for m in found}) > 20 and 10 < sum(m[2] for m in found) < 54  # offsets vary, about half flipped
 
 
 def test_balanced_subset():
@@ -197,6 +232,44 @@ def test_smoke_run_logs_every_metric_and_resumes(tiny_fashion_mnist, tmp_path, c
     assert "already finished" in capsys.readouterr().out and len(again) == 2
 
 
+def test_running_metrics_are_the_originals_epoch_values(tiny_fashion_mnist, tmp_path):
+    """--running_metrics: NCC over the train-mode features of all the epoch's steps, and the per-sample
+    RF bound (||W||^2 sum_k p(1-p) ||phi||^2) and ||W|| averaged over them (spec 1.1, 1.2), recomputed
+    here by hand from the same batches; lr 1e-30 keeps the parameters those of the saved checkpoint."""
+    from common import load_checkpoint
+    from nc_experiments import train
+
+    folder, _ = tiny_fashion_mnist
+    flags = _tiny_flags(folder, tmp_path, "--epochs", "1", "--batch_size", "20", "--lr", "1e-30",
+                        "--running_metrics", "--seed", "3")  # 30 images: batches of 20 and 10
+    row = train.main(flags)[0]
+    args, config, run_dir = train.parse_args(flags)
+    x, y = train.load_data(config, args)["train"]
+    model = ResNet18(10, config["width"], 1, config["cifar_stem"])
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
+    model.train()  # batch statistics, as in training
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(3 * 1_000_003))  # train.py's epoch-0 order
+    phis, labels, rf_sum = [], [], 0.0
+    weight = model.fc.weight.detach().double()
+    with torch.no_grad():
+        for idx in (order[:20], order[20:]):
+            with capture_features(model, model.fc) as cap:
+                logits = model(x[idx]).double()
+            phi = cap.features.double()
+            p = torch.softmax(logits, 1)
+            rf_sum += (weight.square().sum() * (p * (1 - p)).sum(1) * phi.square().sum(1)).sum().item()
+            phis.append(phi), labels.append(y[idx])
+    phi, labels = torch.cat(phis), torch.cat(labels)
+    means = {c: phi[labels == c].mean(0) for c in range(10)}
+    var = {c: (phi[labels == c] - means[c]).square().sum(1).mean() for c in range(10)}
+    pairs = [(var[a] + var[b]) / (2 * (means[a] - means[b]).square().sum()) for a in range(10) for b in range(10)
+             if a != b]
+    assert row["train_ncc_running"] == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-4)
+    assert row["train_rf_bound_running"] == pytest.approx(rf_sum / 30, rel=1e-4)
+    assert row["w_norm_running"] == pytest.approx(weight.norm().item(), rel=1e-6)
+    assert "train_ncc_running" not in train.main(_tiny_flags(folder, tmp_path / "b", "--epochs", "1"))[0]
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--lam", "-1"], "--lam must be >= 0"),
     (["--width", "0"], "--width must be >= 1"),
@@ -229,7 +302,7 @@ def test_figure_runs_and_plots_from_smoke_logs(tiny_fashion_mnist, tmp_path):
     runs = plot.main(["fig2", "--list_runs", "--preset", "paper"])
     assert len(runs) == 6 and {r[1] for r in runs} == {"1", "42", "15213"} and {r[3] for r in runs} == {"none", "ncc"}
     assert [r[3] for r in plot.main(["fig6", "--list_runs", "--preset", "paper"])] == \
-        ["1e-2", "1e-3", "1e-4", "1e-5", "1e-6"]  # App. B ablation
+        ["1e-2", "1e-3", "1e-4", "1e-5", "1e-6", "none"]  # App. B ablation, and the baseline for reference
     assert all("--augment" in r for r in plot.main(["fig7", "--list_runs", "--preset", "cpu"]))
     flags = _tiny_flags(folder, tmp_path, "--epochs", "1")
     for run in plot.main(["fig2", "--list_runs", *flags])[:2] + plot.main(["fig2", "--list_runs", *flags])[3:5]:
