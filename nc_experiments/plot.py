@@ -113,6 +113,21 @@ def fig_rows(groups, out, name):
     plt.close(fig)
 
 
+def summary(groups):
+    """Markdown table, one row per run: final accuracies, NCC minimum and final value, final RF bound,
+    and the lowest train accuracy after epoch 10 (a collapse shows there)."""
+    lines = ["| run | seed | final train / val acc | lowest train acc after epoch 10 (epoch) | "
+             "train NCC: minimum (epoch) | final train NCC | final RF bound |", "|---|---|---|---|---|---|---|"]
+    for label, frame in groups:
+        for seed, run in frame.sort_values("epoch").groupby("seed"):
+            last, late = run.iloc[-1], run[run.epoch > 10]
+            low, ncc_min = late.loc[late.train_acc.idxmin()] if len(late) else last, run.loc[run.train_ncc.idxmin()]
+            lines.append(f"| {label} | {seed} | {last.train_acc:.3f} / {last.val_acc:.3f} | "
+                         f"{low.train_acc:.3f} ({low.epoch:.0f}) | {ncc_min.train_ncc:.3g} ({ncc_min.epoch:.0f}) | "
+                         f"{last.train_ncc:.3g} | {last.train_rf_bound:.3g} |")
+    return "\n".join(lines)
+
+
 @entry_point
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nc_experiments.plot")
@@ -139,6 +154,7 @@ def main(argv=None):
         fig2(groups, out)
     else:
         fig_rows(groups, out, args.figure)
+    print(summary(groups))
     print(f"{args.figure}: figures in {out}")
     return out
 

@@ -270,6 +270,33 @@ def test_running_metrics_are_the_originals_epoch_values(tiny_fashion_mnist, tmp_
     assert "train_ncc_running" not in train.main(_tiny_flags(folder, tmp_path / "b", "--epochs", "1"))[0]
 
 
+def test_a_diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_fashion_mnist, tmp_path,
+                                                                            capsys, monkeypatch):
+    from common import load_checkpoint, ncc
+    from nc_experiments import train
+
+    folder, _ = tiny_fashion_mnist
+    calls = []
+
+    def ncc_diverging_in_epoch_2(features, labels):  # 30 images in batches of 8: 4 steps per epoch
+        if features.requires_grad:
+            calls.append(1)
+            if len(calls) == 5:
+                return torch.tensor(float("nan"))
+        return ncc(features, labels)
+
+    monkeypatch.setattr(train, "ncc", ncc_diverging_in_epoch_2)
+    with pytest.raises(SystemExit) as exc:
+        train.main(_tiny_flags(folder, tmp_path))
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "loss nan at epoch 2, batch 0" in err and "checkpoint" in err
+    run_dir = train.parse_args(_tiny_flags(folder, tmp_path))[2]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 1
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    monkeypatch.setattr(train, "ncc", ncc)
+    assert [r["epoch"] for r in train.main(_tiny_flags(folder, tmp_path))] == [1, 2]  # resumes after epoch 1
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--lam", "-1"], "--lam must be >= 0"),
     (["--width", "0"], "--width must be >= 1"),
@@ -295,7 +322,7 @@ def test_missing_data_is_exit_2(tmp_path, capsys):
     assert exc.value.code == 2 and "dataset-fashion-mnist" in capsys.readouterr().err
 
 
-def test_figure_runs_and_plots_from_smoke_logs(tiny_fashion_mnist, tmp_path):
+def test_figure_runs_and_plots_from_smoke_logs(tiny_fashion_mnist, tmp_path, capsys):
     from nc_experiments import plot, train
 
     folder, _ = tiny_fashion_mnist
@@ -307,12 +334,22 @@ def test_figure_runs_and_plots_from_smoke_logs(tiny_fashion_mnist, tmp_path):
     flags = _tiny_flags(folder, tmp_path, "--epochs", "1")
     for run in plot.main(["fig2", "--list_runs", *flags])[:2] + plot.main(["fig2", "--list_runs", *flags])[3:5]:
         train.main(flags + run)
+    capsys.readouterr()
     out = plot.main(["fig2", *flags])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| baseline") or
+             line.startswith("| REG")]
+    assert [line.split(" | ")[:2] for line in table] == [["| baseline", "1"], ["| baseline", "42"],
+                                                           ["| REG (lambda=0.03)", "1"], ["| REG (lambda=0.03)", "42"]]  # cpu preset
     for name in ("fig2.png", "fig3.png", "fig5.png"):
         assert (out / name).stat().st_size > 10_000
     with pytest.raises(SystemExit) as exc:
         plot.main(["fig6", *flags])  # not trained: one line, exit 2
     assert exc.value.code == 2
+    for run in plot.main(["fig7", "--list_runs", *flags]):  # 3 lambdas and the baseline, with augmentation
+        train.main(flags + run)
+    capsys.readouterr()
+    assert (plot.main(["fig7", *flags]) / "fig7.png").stat().st_size > 10_000
+    assert capsys.readouterr().out.count("augment | 42 |") == 4
 
 
 def test_run_script_rejects_an_unknown_figure():
