@@ -140,15 +140,21 @@ def main(argv=None):
     if args.list_runs:
         print("\n".join(" ".join(flags) for flags in runs))
         return runs
-    folders = list(dict.fromkeys(train.parse_args(rest + flags)[2].parent for flags in runs))  # keep order
+    seeds_in = {}  # run-group folder -> the seeds this figure takes from it (fig6 uses seed 42 of fig2's runs)
+    for flags in runs:
+        _, config, run_dir = train.parse_args(rest + flags)
+        seeds_in.setdefault(run_dir.parent, []).append(config["seed"])
+        if not (run_dir / "finished.json").exists():
+            print(f"note: {run_dir} is not finished; plotting what is there")
     groups = []
-    for folder in folders:
+    for folder, seeds in seeds_in.items():
         frame = load_runs(folder)
+        frame = frame[frame.seed.isin(seeds)] if not frame.empty else frame
         if frame.empty:
             raise UsageError(f"no runs under {folder}; train them first: sh nc_experiments/run_script.sh "
                              f"{args.figure} {' '.join(rest)}")
         groups.append((_label(frame), frame))
-    out = folders[0].parent / "figures" / preset
+    out = next(iter(seeds_in)).parent / "figures" / preset
     out.mkdir(parents=True, exist_ok=True)
     if args.figure == "fig2":
         fig2(groups, out)

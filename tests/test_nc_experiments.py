@@ -98,20 +98,24 @@ def test_paper_preset_shape_runs_on_cifar10_with_the_gpu_options(tiny_cifar10, t
     assert rows[0]["step"] == 1  # 20 images, batch 64
 
 
-def test_augment_is_a_padded_crop_and_a_flip():
+@pytest.mark.parametrize("size, pad", [(32, 4), (16, 2)])
+def test_augment_is_a_padded_crop_and_a_flip(size, pad):
     from nc_experiments.train import augment
 
-    x = torch.randn(64, 3, 8, 8)
+    x = torch.randn(64, 3, size, size)
     out = augment(x, torch.Generator().manual_seed(0))
-    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    offsets = range(2 * pad + 1)
     found = []
-    for image, source in zip(out, padded):  # brute force over the 9 x 9 offsets and both flips
-        matches = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
-                   if torch.equal(image, source[:, dy:dy + 8, dx:dx + 8].flip(-1) if flip
-                                  else source[:, dy:dy + 8, dx:dx + 8])]
+    for image, source in zip(out, padded):  # brute force over the offsets and both flips
+        crops = {(dy, dx): source[:, dy:dy + size, dx:dx + size] for dy in offsets for dx in offsets}
+        matches = [(dy, dx, flip) for (dy, dx), crop in crops.items() for flip in (False, True)
+                   if torch.equal(image, crop.flip(-1) if flip else crop)]
         assert len(matches) == 1
         found.append(matches[0])
-    assert len({m[:2] for m in found}) > 20 and 10 < sum(m[2] for m in found) < 54  # offsets vary, about half flipped
+    assert len({m[:2] for m in found}) > len(offsets) ** 2 // 4  # offsets vary
+    assert {m[0] for m in found} == {m[1] for m in found} == set(offsets)  # up to the full padding
+    assert 10 < sum(m[2] for m in found) < 54  # about half flipped
 
 
 def test_balanced_subset():
