@@ -99,8 +99,8 @@ def fig2(groups, out):
 
 def fig_rows(groups, out, name):
     """Figs. 6, 7: one row per lambda (accuracies, RF bound, NCC, losses), the baseline in grey in each."""
-    baseline = [(label, frame) for label, frame in groups if label.startswith("baseline")]
-    regularised = [(label, frame) for label, frame in groups if not label.startswith("baseline")]
+    baseline = [(label, frame) for label, frame in groups if frame["regularizer"].iloc[0] == "none"]
+    regularised = [(label, frame) for label, frame in groups if frame["regularizer"].iloc[0] != "none"]
     fig, axes = plt.subplots(len(regularised), 4, figsize=(18, 3.4 * len(regularised)), squeeze=False)
     for row, ((label, frame), color) in zip(axes, zip(regularised, COLORS[1:])):
         for ax, keys, title, yscale in zip(row, [["train_acc", "val_acc"], ["train_rf_bound"], ["train_ncc"],
@@ -121,7 +121,8 @@ def summary(groups):
     for label, frame in groups:
         for seed, run in frame.sort_values("epoch").groupby("seed"):
             last, late = run.iloc[-1], run[run.epoch > 10]
-            low, ncc_min = late.loc[late.train_acc.idxmin()] if len(late) else last, run.loc[run.train_ncc.idxmin()]
+            low = late.loc[late.train_acc.idxmin()] if len(late) else last
+            ncc_min = run.loc[run.train_ncc.idxmin()]
             lines.append(f"| {label} | {seed} | {last.train_acc:.3f} / {last.val_acc:.3f} | "
                          f"{low.train_acc:.3f} ({low.epoch:.0f}) | {ncc_min.train_ncc:.3g} ({ncc_min.epoch:.0f}) | "
                          f"{last.train_ncc:.3g} | {last.train_rf_bound:.3g} |")
