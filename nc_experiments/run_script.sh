@@ -16,6 +16,7 @@ esac
 RUNS=$("$PYTHON" -m nc_experiments.plot "$FIGURE" --list_runs "$@")
 echo "$RUNS" | while read -r flags; do
     # shellcheck disable=SC2086
-    "$PYTHON" -m nc_experiments.train $flags "$@" < /dev/null
+    # --running_metrics: the original's in-training epoch values, which the paper's figures plot
+    "$PYTHON" -m nc_experiments.train $flags --running_metrics "$@" < /dev/null
 done
 "$PYTHON" -m nc_experiments.plot "$FIGURE" "$@"

@@ -31,7 +31,7 @@ from nc_experiments.model import ResNet18
 
 DEFAULTS = {  # App. B: SGD lr 0.01, momentum 0.9, batch 64, no weight decay, constant lr, 250 epochs, lambda 1e-3
     "seed": 42, "dataset": "cifar10", "train_size": 0, "val_size": 0, "image_size": 32, "augment": False,
-    "width": 64, "cifar_stem": False, "init": "torchvision", "epochs": 250, "batch_size": 64, "lr": 0.01,
+    "width": 64, "cifar_stem": False, "init": "pytorch", "epochs": 250, "batch_size": 64, "lr": 0.01,
     "momentum": 0.9, "weight_decay": 0.0, "regularizer": "ncc", "lam": 1e-3,
 }
 PRESETS = {
@@ -79,11 +79,16 @@ def parse_args(argv):
     return args, config, run_dir
 
 
+def normalisation(config):
+    """(mean, std) per channel: App. B's 0.5 / 0.5, or the CIFAR-10 statistics with augmentation (Fig. 7)."""
+    augment_norm = config["augment"] and config["dataset"] == "cifar10"
+    return {"cifar10": datasets.CIFAR_AUGMENT_NORM if augment_norm else datasets.CIFAR_ORIGINAL_NORM,
+            "fashion_mnist": datasets.FASHION_MNIST_NORM}[config["dataset"]]
+
+
 def load_data(config, args):
     """Training and validation tensors (float, normalised) and labels, class-balanced subsets by the seed."""
-    augment_norm = config["augment"] and config["dataset"] == "cifar10"
-    norm = {"cifar10": datasets.CIFAR_AUGMENT_NORM if augment_norm else datasets.CIFAR_ORIGINAL_NORM,
-            "fashion_mnist": datasets.FASHION_MNIST_NORM}[config["dataset"]]
+    norm = normalisation(config)
     out = {}
     for split, train in (("train", True), ("val", False)):
         if config["dataset"] == "cifar10":
@@ -100,12 +105,15 @@ def load_data(config, args):
     return out
 
 
-def augment(x, generator):
-    """Random crop with zero padding of 1/8 of the image side (App. B, Fig. 7: 4 pixels at 32x32; 2 at the
-    CPU preset's 16x16) and random horizontal flip, per image."""
+def augment(x, generator, fill):
+    """Random crop with padding of 1/8 of the image side (App. B, Fig. 7: RandomCrop(32, padding=4); 2 pixels
+    at the CPU preset's 16x16) and random horizontal flip, per image. x is already normalised, so the
+    padding is `fill` (C,), the normalised value of a black pixel: what torchvision's RandomCrop before
+    Normalize pads with."""
     n, c, h, w = x.shape
     pad = h // 8
-    padded = F.pad(x, (pad, pad, pad, pad))
+    padded = fill.to(x.dtype).view(1, c, 1, 1).repeat(n, 1, h + 2 * pad, w + 2 * pad)
+    padded[:, :, pad:pad + h, pad:pad + w] = x
     dy, dx = (torch.randint(0, 2 * pad + 1, (n,), generator=generator) for _ in range(2))
     rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (n, 1, h, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (n, 1, 1, w)
@@ -183,6 +191,8 @@ def main(argv=None):
     print(f"{run_dir}: {'resuming after epoch ' + str(epoch) if epoch else 'new run'}; "
           f"{len(data['train'][1])} train / {len(data['val'][1])} val images of {config['dataset']}")
     x_train, y_train = data["train"]
+    black = datasets.to_float(torch.zeros(1, x_train.shape[1], 1, 1, dtype=torch.uint8), normalisation(config))
+    black = black.flatten()  # (C,) the crop's padding value: a black pixel after normalisation
     n_train, batch_size = len(y_train), config["batch_size"]
     show_bar = not args.no_progress and sys.stderr.isatty()
     for epoch in range(epoch, config["epochs"]):
@@ -198,7 +208,7 @@ def main(argv=None):
             idx = order[i:i + batch_size]
             x, y = x_train[idx], y_train[idx]
             if config["augment"]:
-                x = augment(x.cpu(), generator).to(device)
+                x = augment(x.cpu(), generator, black).to(device)
             with capture_features(model, model.fc) as cap, torch.autocast(device.type, torch.bfloat16,
                                                                           enabled=args.amp):
                 logits = model(x.contiguous(memory_format=memory_format))
@@ -230,8 +240,11 @@ def main(argv=None):
                "train_loss_total": running[0], "train_ce_running": running[1], "train_reg_running": running[2],
                "train_acc_running": running[3]}
         if args.running_metrics:
-            row.update(train_ncc_running=ncc(*map(torch.cat, zip(*seen))).item(),
-                       train_rf_bound_running=running[4], w_norm_running=sums[5].item() / len(batches))
+            phi_epoch, y_epoch = map(torch.cat, zip(*seen))
+            angles = class_mean_angles(phi_epoch, y_epoch)  # Fig. 3 from the original's epoch class means
+            row.update(train_ncc_running=ncc(phi_epoch, y_epoch).item(), train_rf_bound_running=running[4],
+                       w_norm_running=sums[5].item() / len(batches),
+                       train_angles_running=angles[torch.triu_indices(len(angles), len(angles), 1).unbind()].tolist())
         start = time.perf_counter()
         row.update(evaluate(model, data))
         row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s

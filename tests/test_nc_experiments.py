@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from common import UsageError, capture_features, ncc
-from nc_experiments.data import (CIFAR_ORIGINAL_NORM, balanced_subset, load_cifar10, load_fashion_mnist, read_idx,
+from nc_experiments.data import (CIFAR_AUGMENT_NORM, CIFAR_ORIGINAL_NORM, FASHION_MNIST_NORM, balanced_subset, load_cifar10, load_fashion_mnist, read_idx,
                                  to_float)
 from nc_experiments.model import ResNet18
 
@@ -98,24 +98,36 @@ def test_paper_preset_shape_runs_on_cifar10_with_the_gpu_options(tiny_cifar10, t
     assert rows[0]["step"] == 1  # 20 images, batch 64
 
 
-@pytest.mark.parametrize("size, pad", [(32, 4), (16, 2)])
-def test_augment_is_a_padded_crop_and_a_flip(size, pad):
+@pytest.mark.parametrize("size, pad, norm", [(32, 4, CIFAR_AUGMENT_NORM), (16, 2, FASHION_MNIST_NORM)])
+def test_augment_is_torchvisions_random_crop_and_flip(size, pad, norm):
+    """augment(to_float(images)) equals torchvision's ToTensor -> RandomCrop(size, padding=pad) ->
+    RandomHorizontalFlip -> Normalize (black padding, applied before normalising) for one crop offset
+    and flip per image, found by brute force over all of them."""
+    import torchvision.transforms.v2.functional as TF
+
+    from nc_experiments.data import to_float
     from nc_experiments.train import augment
 
-    x = torch.randn(64, 3, size, size)
-    out = augment(x, torch.Generator().manual_seed(0))
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    channels = len(norm[0])
+    images = torch.randint(0, 256, (64, channels, size, size), dtype=torch.uint8)
+    black = to_float(torch.zeros(1, channels, 1, 1, dtype=torch.uint8), norm).flatten()
+    out = augment(to_float(images, norm), torch.Generator().manual_seed(0), black)
     offsets = range(2 * pad + 1)
     found = []
-    for image, source in zip(out, padded):  # brute force over the offsets and both flips
-        crops = {(dy, dx): source[:, dy:dy + size, dx:dx + size] for dy in offsets for dx in offsets}
-        matches = [(dy, dx, flip) for (dy, dx), crop in crops.items() for flip in (False, True)
-                   if torch.equal(image, crop.flip(-1) if flip else crop)]
+    for image, source in zip(out, images):
+        padded = TF.pad(TF.to_dtype(source, torch.float32, scale=True), [pad], fill=0)
+        references = {(dy, dx, flip): TF.normalize(TF.horizontal_flip(crop) if flip else crop, *norm)
+                      for dy in offsets for dx in offsets for flip in (False, True)
+                      for crop in [TF.crop(padded, dy, dx, size, size)]}
+        matches = [key for key, ref in references.items() if torch.allclose(image, ref, atol=1e-5, rtol=0)]
         assert len(matches) == 1
         found.append(matches[0])
     assert len({m[:2] for m in found}) > len(offsets) ** 2 // 4  # offsets vary
     assert {m[0] for m in found} == {m[1] for m in found} == set(offsets)  # up to the full padding
     assert 10 < sum(m[2] for m in found) < 54  # about half flipped
+    # the band is black, not the dataset-mean grey (the normalised 0) that padding after Normalize gives
+    top_row = out[[i for i, m in enumerate(found) if m[0] == 0][0], :, 0, :]  # dy = 0: the top row is padding
+    assert torch.allclose(top_row, black[:, None].expand_as(top_row)) and (black < -0.5).all()
 
 
 def test_balanced_subset():
