@@ -51,7 +51,7 @@ MIN_REPEAT_SECONDS = 0.05  # a timed repeat of a fast function runs this long at
 # ---------------------------------------------------------------------------------------------
 
 def ncc_loop(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """NCC as the original `compute_cluster` computes it (spec 1.2): Python loops over classes,
+    """NCC as the original `compute_cluster` computes it (docs/original_code.md §1.2): Python loops over classes,
     one torch.linalg.norm call per sample for V_c, and a double loop over ordered class pairs.
 
     V_c = mean_{i in D_c} ||phi_i - mu_c||^2, NCC = mean_{c != c'} (V_c + V_c') / (2 ||mu_c - mu_c'||^2).
@@ -78,7 +78,7 @@ def ncc_loop(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def representativeness_loop(train_features: torch.Tensor, train_logits: torch.Tensor, val_features: torch.Tensor,
                             val_logits: torch.Tensor, val_labels: torch.Tensor, bandwidth: float = 1.0):
-    """KDE representativeness as Petzka's `approximateIntViaVKDE_singleRound` (spec 1.6): a double
+    """KDE representativeness as Petzka's `approximateIntViaVKDE_singleRound` (docs/original_code.md §1.4): a double
     Python loop, for each validation point j and each training point i one distance, its square
     root, the kernel weight and the training prediction's cross-entropy against y_j.
 
@@ -111,7 +111,7 @@ def representativeness_loop(train_features: torch.Tensor, train_logits: torch.Te
 
 
 def relative_flatness_bound_loop(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`sharpness2` of the original (spec 1.1), one sample at a time: ||W||_F^2 * sum_k p_k (1 - p_k) * ||phi||^2,
+    """`sharpness2` of the original (docs/original_code.md §1.1), one sample at a time: ||W||_F^2 * sum_k p_k (1 - p_k) * ||phi||^2,
     averaged. A per-sample reference: the original evaluates the same formula on each mini-batch."""
     weights_norm = torch.linalg.norm(weight)  # ||W||_F, not squared in the original's name
     values = []
@@ -125,7 +125,7 @@ def relative_flatness_bound_loop(features: torch.Tensor, weight: torch.Tensor, b
 
 
 def relative_flatness_exact_loop(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Exact relative flatness (Def. 3.2, closed form of spec 1.1) one sample at a time:
+    """Exact relative flatness (Def. 3.2, closed form of docs/original_code.md §1.1) one sample at a time:
     ||phi||^2 (sum_s p_s ||w_s||^2 - ||W^T p||^2), averaged. Not in the original code."""
     row_sq_norms = weight.pow(2).sum(1)  # (C,) ||w_s||^2
     values = []

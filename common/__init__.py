@@ -7,6 +7,7 @@ Metrics (tensors in, 0-dim tensor out, differentiable, device/dtype follow the i
     neural_collapse           NC1-NC4 (Papyan et al. 2020), a dict
     class_mean_angles         Fig. 3, (C, C) degrees; simplex_angle(k) the NC2 target
     representativeness        App. D, KDE representativeness (Fig. 8)
+    representativeness_terms  its two terms: validation loss and KDE term, per weighting of App. D
     prop52_bound              Prop. 5.2's right-hand side (a float)
 
 Plumbing every experiment shares:
@@ -23,14 +24,14 @@ from .cli import ArgumentParser, UsageError, entry_point, fail
 from .features import FeatureCapture, capture_features
 from .neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
 from .relative_flatness import prop52_bound, relative_flatness_bound, relative_flatness_exact
-from .representativeness import representativeness
+from .representativeness import representativeness, representativeness_terms
 from .runlog import RunLog, git_commit, load_runs, read_metrics
 from .schedules import log_grid_epochs, log_spaced_steps
 from .seeding import get_rng_state, seed_everything, set_rng_state
 
 __all__ = [
     "ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse", "class_mean_angles",
-    "simplex_angle", "representativeness", "prop52_bound", "class_statistics",
+    "simplex_angle", "representativeness", "representativeness_terms", "prop52_bound", "class_statistics",
     "capture_features", "FeatureCapture",
     "RunLog", "load_runs", "read_metrics", "git_commit",
     "save_checkpoint", "load_checkpoint", "CheckpointError",

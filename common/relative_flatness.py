@@ -49,13 +49,13 @@ def relative_flatness_bound(features: Tensor, weight: Tensor, bias: Tensor | Non
         kappa_bound = ||W||_F^2 * Tr H = ||W||_F^2 * mean_i sum_k p_ik (1 - p_ik) ||phi_i||^2,
         p_i = softmax((W phi_i + b) / temperature)
 
-    This is `sharpness2` of the original code (spec §1.1): the Frobenius norm is squared, the bias
+    This is `sharpness2` of the original code (docs/original_code.md §1.1): the Frobenius norm is squared, the bias
     is not part of W. temperature != 1 reproduces the tempered regulariser of the rf_* experiments
     (the Hessian is then not that of the loss). kappa_bound >= relative_flatness_exact.
 
     `logits` (N, C'), when given, replaces W phi + b inside the softmax. The original grokking code
     uses this form with the element-wise product of the two right-hand-side logit vectors and the
-    concatenated features of both positions (spec §2.6); it is not a Hessian of the training loss.
+    concatenated features of both positions (docs/original_code.md §2.4); it is not a Hessian of the training loss.
 
     Args:
         features: (N, D) penultimate representations phi(x_i).
@@ -118,7 +118,7 @@ def prop52_bound(scale: float, num_classes: int, feature_norm: float) -> float:
 
     with lambda = `scale` (NC3: w_j = lambda (mu_j - mu_G)), k = `num_classes`, M = `feature_norm`
     (NC2: ||mu_c - mu_G|| = M). Decays exponentially in lambda. The proof uses ||phi(x_c)||^2 = M^2,
-    which needs mu_G = 0 (spec §10.1 item 11).
+    which needs mu_G = 0 (docs/original_code.md §4).
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")

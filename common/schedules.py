@@ -8,7 +8,7 @@ __all__ = ["log_grid_epochs", "log_spaced_steps"]
 
 
 def log_grid_epochs(num_epochs: int, factor: float = 1.01) -> list[int]:
-    """The original grokking code's logging grid (spec §2.6): epochs 0, then next = max(int(factor * e), e + 1).
+    """The original grokking code's logging grid (docs/original_code.md §2.4): epochs 0, then next = max(int(factor * e), e + 1).
 
     Every epoch is logged while (factor - 1) e < 2 (e < 200 for 1.01), then geometrically spaced.
     With 10 steps per epoch and 10,000 epochs (1e5 steps) this gives 620 epochs; the original

@@ -1,4 +1,4 @@
-"""Modular-addition equations and the train/validation split of the original code (spec §2.3).
+"""Modular-addition equations and the train/validation split of the original code (docs/original_code.md §2.1).
 
 Vocabulary as the original (239 tokens for p = 97): <|eos|> = 0, '=' = 1, 20 operator tokens
 (ids 2-21, '+' = 6), the numbers 0..p-1 (ids 22..21+p), then 120 permutation tokens. Each equation

@@ -1,4 +1,4 @@
-"""The decoder-only transformer of the original grokking code (openai/grok, spec §2.4).
+"""The decoder-only transformer of the original grokking code (openai/grok, docs/original_code.md §2.2).
 
 2 blocks, d_model 128, 4 heads, FFN 128 -> 512 -> 128 with ReLU, post-LayerNorm
 (x = LN(x + MHA(x)); x = LN(x + FFN(x))), causal attention scaled by 1/sqrt(d_head), no bias in

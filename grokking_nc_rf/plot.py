@@ -25,16 +25,23 @@ import pandas as pd  # noqa: E402
 from common import UsageError, entry_point, load_runs  # noqa: E402
 from grokking_nc_rf import train  # noqa: E402
 
-ONSETS = {
-    "train_acc >= 99%": lambda s: _first(s.step, s.train_acc >= 0.99),
+ONSETS = {  # train side: the original's in-training epoch values, as Fig. 1 plots them
+    "train_acc >= 99%": lambda s: _first(s.step, s.train_acc_running >= 0.99),
     "val_acc >= 90%": lambda s: _first(s.step, s.val_acc >= 0.90),
     "val_acc >= 99%": lambda s: _first(s.step, s.val_acc >= 0.99),
-    "NCC < 10% of initial": lambda s: _first(s.step, s.train_ncc < 0.1 * s.train_ncc.iloc[0]),
-    "RF bound peak": lambda s: float(s.step.iloc[int(np.argmax(s.train_rf_bound.to_numpy()))]),
+    "NCC < 10% of initial": lambda s: _first(s.step, s.train_ncc_running < 0.1 * s.train_ncc_running.iloc[0]),
+    "RF peak: original (Fig. 1)": lambda s: _peak(s, "train_rf_original_running"),
+    "RF peak: original, eval": lambda s: _peak(s, "train_rf_original"),
+    "RF peak: bound at '='": lambda s: _peak(s, "train_rf_bound"),
+    "RF peak: exact at '='": lambda s: _peak(s, "train_rf_exact"),
     "representativeness < 10% of peak": lambda s: _first(
         s.step, (s.representativeness < 0.1 * s.representativeness.max())
         & (s.step > s.step.iloc[int(np.argmax(s.representativeness.to_numpy()))])),
 }
+
+
+def _peak(s: pd.DataFrame, key: str) -> float:
+    return float(s.step.iloc[int(np.argmax(s[key].to_numpy()))])
 
 
 def _first(steps: pd.Series, condition: pd.Series) -> float:
@@ -62,7 +69,8 @@ def _band(ax, frame, key, label, color, scale=1.0, **kw):
     return line
 
 
-ACCURACIES = [("train_acc", "train accuracy (%)", "tab:blue", 100), ("val_acc", "validation accuracy (%)", "tab:green", 100)]
+ACCURACIES = [("train_acc_running", "train accuracy (%)", "tab:blue", 100),
+              ("val_acc", "validation accuracy (%)", "tab:green", 100)]
 
 
 def twin_axis_figure(frame, path, left, right, left_label, right_label, title):
@@ -83,20 +91,53 @@ def twin_axis_figure(frame, path, left, right, left_label, right_label, title):
 
 
 def panels(frame, path):
-    specs = [("accuracy", [("train_acc", "train"), ("val_acc", "validation")], "linear"),
+    specs = [("accuracy", [("train_acc", "train"), ("val_acc", "validation"),
+                           ("train_acc_running", "train, in-training epoch mean")], "linear"),
              ("loss", [("train_loss", "train"), ("val_loss", "validation")], "log"),
-             ("NCC (Def. 3.1, mean)", [("train_ncc", "train"), ("val_ncc", "validation")], "log"),
-             ("relative flatness", [("train_rf_bound", "bound (Lemma A.2)"), ("train_rf_exact", "exact (Def. 3.2)"),
-                                    ("train_rf_original", "original code's variant")], "log"),
+             ("NCC (Def. 3.1, mean)", [("train_ncc", "train"), ("val_ncc", "validation"),
+                                       ("train_ncc_running", "train, in-training epoch mean")], "log"),
+             ("relative flatness", [("train_rf_original_running", "original's variant, in-training epoch mean (Fig. 1)"),
+                                    ("train_rf_original", "original's variant, end of step"),
+                                    ("train_rf_bound", "bound at '=' (Lemma A.2)"),
+                                    ("train_rf_exact", "exact at '=' (Def. 3.2)")], "log"),
              ("representativeness", [("representativeness", "Petzka kernel"),
-                                     ("representativeness_gaussian", "Gaussian kernel")], "linear"),
+                                     ("representativeness_gaussian", "Gaussian kernel (Nadaraya-Watson)"),
+                                     ("representativeness_val_loss", "validation loss at the answer")], "linear"),
              ("NC1 and ||W_U||_F", [("train_nc1", "NC1"), ("w_norm", "||W_U||_F")], "log")]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     for ax, (title, keys, yscale) in zip(axes.flat, specs):
-        for (key, label), color in zip(keys, ["tab:blue", "tab:green", "tab:red"]):
+        for (key, label), color in zip(keys, ["tab:red", "tab:blue", "tab:green", "tab:purple"]):
             _band(ax, frame, key, label, color)
         ax.set(xscale="log", yscale=yscale, title=title, xlabel="optimization step")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+KDE_READINGS = [("representativeness", "Petzka kernel, reference code's weights (Fig. 8)", "tab:orange"),
+                ("representativeness_gaussian", "Gaussian kernel, Nadaraya-Watson weights", "tab:blue"),
+                ("representativeness_as_given", "Petzka kernel, weight 0.02 as given", "tab:red"),
+                ("representativeness_gaussian_as_given", "Gaussian kernel, weight 0.02 as given (App. D literally)",
+                 "tab:purple")]
+
+
+def kde_terms(frame, path, band):
+    """What representativeness is made of: the validation loss and, per reading of App. D, the KDE term
+    subtracted from it (left), and their ratio (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
+    _band(axes[0], frame, "representativeness_val_loss", "validation loss at the answer (first term)", "black")
+    for key, label, color in KDE_READINGS:
+        _band(axes[0], frame, key + "_kde", "KDE term: " + label, color)
+        ratio = frame.assign(ratio=frame[key + "_kde"] / frame["representativeness_val_loss"])
+        _band(axes[1], ratio, "ratio", label, color)
+    axes[0].set(xscale="log", yscale="log", xlabel="optimization step", title="the two terms of representativeness")
+    axes[1].set(xscale="log", yscale="log", xlabel="optimization step",
+                title="KDE term / validation loss (Rep = val loss x (1 - ratio))")
+    axes[1].axhline(1, color="gray", linewidth=0.6)
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle(f"App. D: representativeness = validation loss - KDE term ({band})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -118,13 +159,18 @@ def main(argv=None):
     figures = group / "figures"
     figures.mkdir(exist_ok=True)
     band = f"mean and min-max over {n_seeds} seeds"
+    # Fig. 1 as the paper draws it: the original's sharpness2 (product-of-logits softmax, both positions'
+    # features) and the train-side NCC and accuracy, each the mean over the last epoch's in-training passes.
     twin_axis_figure(frame, figures / "fig1_grokking.png",
-                     [("train_rf_bound", "relative flatness (Lemma A.2 bound)", "tab:red")],
-                     ACCURACIES + [("train_ncc", "NCC (train, '=' position)", "tab:purple")],
+                     [("train_rf_original_running", "relative flatness (original's sharpness2)", "tab:red")],
+                     ACCURACIES + [("train_ncc_running", "NCC (train, '=' position)", "tab:purple")],
                      "relative flatness", "accuracy (%) / NCC", f"Fig. 1: grokking on a + b mod p ({band})")
     twin_axis_figure(frame, figures / "fig8_representativeness.png",
-                     [("representativeness", "representativeness (Petzka KDE)", "tab:orange")], ACCURACIES,
-                     "representativeness", "accuracy (%)", f"Fig. 8: representativeness and accuracies ({band})")
+                     [("representativeness", "representativeness (Petzka KDE)", "tab:orange"),
+                      ("representativeness_val_loss", "validation loss at the answer", "black")],
+                     ACCURACIES, "representativeness / validation loss", "accuracy (%)",
+                     f"Fig. 8: representativeness and accuracies ({band})")
+    kde_terms(frame, figures / "fig8_kde_terms.png", band)
     panels(frame, figures / "fig1_panels.png")
     table = onset_table(frame)
     table.to_csv(group / "onsets.csv")

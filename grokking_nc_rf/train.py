@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (ArgumentParser, RunLog, UsageError, entry_point, log_grid_epochs, log_spaced_steps, ncc,
-                    neural_collapse, relative_flatness_bound, relative_flatness_exact, representativeness,
+                    neural_collapse, relative_flatness_bound, relative_flatness_exact, representativeness_terms,
                     seed_everything)
 from grokking_nc_rf.data import ANSWER_POS, EOS_POS, equations, split_indices, vocab_size
 from grokking_nc_rf.model import Transformer
 
 RHS = slice(ANSWER_POS, EOS_POS + 1)  # the two right-hand-side positions the loss uses
 
-# Presets change only what differs from the defaults; the defaults are the original run (spec §2.5-2.6).
+# Presets change only what differs from the defaults; the defaults are the original run (docs/original_code.md §2.3-2.4).
 PRESETS = {
     "paper": {},
     # 10x the paper's lr: memorisation at ~750 steps, validation accuracy 99% at ~2-3k steps (README).
@@ -42,7 +42,7 @@ DEFAULTS = {
     "seed": 42, "data_seed": 0, "modulus": 97, "train_fraction": 0.5, "split": "ordered",
     "steps": 100_000, "batch_size": 512, "lr": 1e-4, "weight_decay": 1.0, "warmup_steps": 10,
     "beta1": 0.9, "beta2": 0.98, "d_model": 128, "n_layers": 2, "n_heads": 4,
-    "eval_schedule": "original", "eval_points": 120, "bandwidth": 1.0,
+    "eval_schedule": "original", "eval_points": 120, "bandwidth": 1.0, "sample_weight": 0.02,
 }
 
 
@@ -69,7 +69,9 @@ def parse_args(argv):
                                                             "in (0, 1)"),
                           ("batch_size", config["batch_size"] > 0, "> 0"), ("eval_points", config["eval_points"] > 0,
                                                                             "> 0"),
-                          ("weight_decay", config["weight_decay"] >= 0, ">= 0")]:
+                          ("weight_decay", config["weight_decay"] >= 0, ">= 0"),
+                          ("bandwidth", 0 < config["bandwidth"] < math.inf, "> 0 and finite"),
+                          ("sample_weight", 0 < config["sample_weight"] < math.inf, "> 0 and finite")]:
         if not ok:
             raise UsageError(f"--{key} must be {rule}, got {config[key]}")
     if args.save_features < 0:
@@ -121,16 +123,23 @@ def evaluate(model, data, config):
         row[f"{split}_rf_bound"] = relative_flatness_bound(phi, weight).item()
         row[f"{split}_rf_exact"] = relative_flatness_exact(phi, weight).item()
     hidden, logits = out["train"]
-    # The original's variant (spec §2.6): softmax of the product of both RHS logits, both features.
+    # The original's variant (docs/original_code.md §2.4): softmax of the product of both RHS logits, both features.
     row["train_rf_original"] = relative_flatness_bound(hidden.flatten(1).double(), weight,
                                                        logits=(logits[:, 0] * logits[:, 1]).double()).item()
     row["w_norm"] = weight.norm().item()
     nc = neural_collapse(hidden[:, 0].double(), data["train"][1][:, 0], weight)
     row.update({f"train_{k}": v.item() for k, v in nc.items()})
+    # App. D: representativeness = validation loss - KDE term, both logged, for each kernel and each
+    # reading of the weights (README: with the reference code's weights the KDE term is ~1e-4 of the value).
     (h_tr, z_tr), (h_va, z_va) = out["train"], out["val"]
-    for kernel, key in (("petzka", "representativeness"), ("gaussian", "representativeness_gaussian")):
-        row[key] = representativeness(h_tr[:, 0], z_tr[:, 0], h_va[:, 0], z_va[:, 0], data["val"][1][:, 0],
-                                      bandwidth=config["bandwidth"], kernel=kernel).item()
+    for kernel, prefix in (("petzka", "representativeness"), ("gaussian", "representativeness_gaussian")):
+        terms = representativeness_terms(h_tr[:, 0], z_tr[:, 0], h_va[:, 0], z_va[:, 0], data["val"][1][:, 0],
+                                         bandwidth=config["bandwidth"], kernel=kernel,
+                                         weights=("normalised", "as_given"), sample_weight=config["sample_weight"])
+        row["representativeness_val_loss"] = terms["val_loss"].item()
+        for weights, key in (("normalised", prefix), ("as_given", prefix + "_as_given")):
+            row[key + "_kde"] = terms[f"kde_{weights}"].item()
+            row[key] = row["representativeness_val_loss"] - row[key + "_kde"]
     return row, out
 
 
@@ -169,7 +178,7 @@ def main(argv=None):
 
     model = Transformer(vocab_size(config["modulus"]), config["d_model"], config["n_layers"],
                         config["n_heads"], 4 * config["d_model"]).to(device)
-    # AdamW with decoupled decay on every parameter, linear warm-up from 0 (spec §2.5).
+    # AdamW with decoupled decay on every parameter, linear warm-up from 0 (docs/original_code.md §2.3).
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], betas=(config["beta1"], config["beta2"]),
                                   eps=1e-8, weight_decay=config["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / config["warmup_steps"], 1.0)
@@ -184,6 +193,14 @@ def main(argv=None):
     state = log.resume(model, optimizer, scheduler, map_location=device)
     step = state["step"] if state is not None else 0
     times = state["extra"]["times"] if state is not None else {"train_s": 0.0, "eval_s": 0.0}
+    # The in-training forward passes of the last epoch's worth of steps, one slot per step (a ring): the
+    # original's Fig. 1 plots its train-side values over them (flatness sum, correct rows, batch size; the
+    # '=' features and answer labels for NCC, label -1 where a short batch leaves a slot unused).
+    window = state["extra"]["window"] if state is not None else {
+        "sums": torch.zeros(batches_per_epoch, 3, dtype=torch.float64),
+        "features": torch.zeros(batches_per_epoch, batch_size, config["d_model"]),
+        "labels": torch.full((batches_per_epoch, batch_size), -1, dtype=torch.long)}
+    window = {k: v.to(device) for k, v in window.items()}
     schedule = eval_steps(config, batches_per_epoch)
     picks = np.geomspace(1, len(schedule), args.save_features).round().astype(int) - 1 if args.save_features else []
     save_at = {schedule[i] for i in picks}
@@ -204,6 +221,14 @@ def main(argv=None):
         except FloatingPointError as loss:
             stop_diverged(loss)
         row = {"step": step, "epoch": step / batches_per_epoch, "lr": scheduler.get_last_lr()[0], **metrics}
+        if step:  # mean over the samples of the last min(step, batches_per_epoch) steps
+            rf_sum, correct, seen = window["sums"].sum(0).tolist()
+            used = window["labels"] >= 0
+            row.update(train_rf_original_running=rf_sum / seen, train_acc_running=correct / seen,
+                       train_ncc_running=ncc(window["features"][used].double(), window["labels"][used]).item())
+        else:  # no step yet: the values at initialisation, as a train-mode pass gives them (no dropout)
+            row.update(train_rf_original_running=metrics["train_rf_original"], train_acc_running=metrics["train_acc"],
+                       train_ncc_running=metrics["train_ncc"])
         log.append(row)
         if step in save_at:
             (run_dir / "features").mkdir(exist_ok=True)
@@ -213,7 +238,8 @@ def main(argv=None):
                         "is_train": torch.arange(n_train + len(val_idx)) < n_train},
                        run_dir / "features" / f"step_{step}.pt")
         times["eval_s"] += time.perf_counter() - start
-        log.save_checkpoint(step, model, optimizer, scheduler, times=times)
+        log.save_checkpoint(step, model, optimizer, scheduler, times=times,
+                            window={k: v.cpu() for k, v in window.items()})
         return row
 
     show_bar = not args.no_progress and sys.stderr.isatty()  # in a log file: one line per evaluation instead
@@ -228,10 +254,22 @@ def main(argv=None):
         generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
         order = torch.randperm(n_train, generator=generator)[batch * batch_size:(batch + 1) * batch_size]
         x, y = data["train"][0][order.to(device)], data["train"][1][order.to(device)]
-        logits = model.unembed(model(x, RHS))  # last block and unembedding only where the loss is
+        hidden = model(x, RHS)  # (B, 2, d): the last block only where the loss is
+        logits = model.unembed(hidden)  # (B, 2, V)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         if not torch.isfinite(loss):
             stop_diverged(loss.item())
+        # Fig. 1's train-side values as the original computed them: on this batch's in-training forward
+        # pass, before the update (sharpness2 with the product-of-logits softmax, both rows' tokens right).
+        with torch.no_grad():
+            rf = relative_flatness_bound(hidden.flatten(1).double(), model.unembed.weight.double(),
+                                         logits=(logits[:, 0] * logits[:, 1]).double())
+            correct = (logits.argmax(-1) == y).all(1).sum()
+            slot = step % batches_per_epoch
+            window["sums"][slot] = torch.stack([len(y) * rf, correct.double(), rf.new_tensor(len(y))])
+            window["features"][slot, :len(y)] = hidden[:, 0]
+            window["labels"][slot] = -1
+            window["labels"][slot, :len(y)] = y[:, 0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -243,9 +281,10 @@ def main(argv=None):
             pending.pop(0)
             row = evaluate_and_log()
             line = "  ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc",
-                                                          "train_ncc", "train_rf_bound", "representativeness"))
+                                                          "train_ncc_running", "train_rf_original_running", "representativeness"))
             if show_bar:
-                bar.set_postfix_str(line.replace("train_rf_bound", "rf").replace("representativeness", "rep"))
+                bar.set_postfix_str(line.replace("train_rf_original_running", "rf").replace("train_ncc_running", "ncc")
+                                    .replace("representativeness", "rep"))
             else:
                 print(f"step {step:>6}  {line}", flush=True)
     bar.close()

@@ -1,6 +1,6 @@
 """Figs. 2, 3, 5, 6, 7: ResNet-18 trained with L = CE - lambda * NCC generalizes without neural collapse.
 
-The NCC regulariser (§5, spec §1.3) is computed on each mini-batch over the classes present and
+The NCC regulariser (§5, docs/original_code.md §1.3) is computed on each mini-batch over the classes present and
 subtracted, so training maximises NCC. After every epoch one evaluation pass (eval-mode BatchNorm)
 over the whole training and validation sets logs losses, accuracies, NCC, the relative flatness of
 the last layer (Lemma A.2 bound and Def. 3.2 exact), ||W||_F, NC1-NC4 and the class-mean angles.
@@ -9,7 +9,7 @@ the last layer (Lemma A.2 bound and Def. 3.2 exact), ||W||_F, NC1-NC4 and the cl
     python -m nc_experiments.train --preset cpu --data_dir DIR                # Fashion-MNIST, 1000 images
 
 The unregularised baseline is `--regularizer none`. `--running_metrics` also logs the original's epoch
-values (spec §1.1-1.2: train-mode features of the epoch's steps, each with the parameters of its step):
+values (docs/original_code.md §1.1-1.2: train-mode features of the epoch's steps, each with the parameters of its step):
 train_ncc_running, train_rf_bound_running, w_norm_running.
 """
 
@@ -61,7 +61,7 @@ def parse_args(argv):
     parser.add_argument("--amp", action="store_true", help="bf16 autocast for the forward pass (GPU)")
     parser.add_argument("--no_progress", action="store_true", help="one line per epoch instead of a progress bar")
     parser.add_argument("--running_metrics", action="store_true",
-                        help="also log the original's epoch values (spec 1.1, 1.2): NCC and RF bound over the "
+                        help="also log the original's epoch values (docs/original_code.md §1.1, 1.2): NCC and RF bound over the "
                              "train-mode features of the epoch's steps, each with the parameters of its step")
     args = parser.parse_args(argv)
     overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import read_metrics
+from common import ncc, read_metrics
 from grokking_nc_rf import plot, train
 from grokking_nc_rf.data import EOS, NUM_OFFSET, equations, split_indices, vocab_size
 
@@ -23,7 +23,7 @@ TINY = ["--preset", "cpu", "--modulus", "11", "--steps", "40", "--eval_points", 
 
 def test_equations_and_vocabulary_match_the_original():
     inputs, targets = equations(97)
-    assert vocab_size(97) == 239  # spec §2.3
+    assert vocab_size(97) == 239  # docs/original_code.md §2.1
     assert inputs.shape == (9409, 6) and targets.shape == (9409, 2)
     a, b = 23, 90
     row = inputs[a * 97 + b].tolist()
@@ -65,13 +65,21 @@ def test_smoke_run_logs_every_metric_and_rerun_is_a_noop(tmp_path, capsys):
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == sorted({r["step"] for r in rows}) and rows[-1]["step"] == 40
     keys = {"step", "train_loss", "train_acc", "val_loss", "val_acc", "train_ncc", "train_rf_bound",
-            "train_rf_exact", "train_rf_original", "representativeness", "representativeness_gaussian",
-            "w_norm", "train_nc1", "train_nc2_norms", "train_nc2_angles", "train_nc3", "train_nc4"}
+            "train_rf_exact", "train_rf_original", "train_rf_original_running", "train_acc_running",
+            "train_ncc_running", "representativeness",
+            "representativeness_val_loss", "representativeness_kde", "representativeness_gaussian",
+            "representativeness_gaussian_kde", "representativeness_as_given", "representativeness_as_given_kde",
+            "representativeness_gaussian_as_given", "representativeness_gaussian_as_given_kde", "w_norm", "train_nc1", "train_nc2_norms", "train_nc2_angles", "train_nc3", "train_nc4"}
     assert keys <= set(rows[0])
     for row in rows:
         assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1
         assert row["train_rf_exact"] <= row["train_rf_bound"]
         assert all(np.isfinite(v) for v in row.values())
+        for kernel in ("", "_gaussian"):
+            for reading in ("", "_as_given"):
+                key = "representativeness" + kernel + reading
+                assert row[key] == pytest.approx(row["representativeness_val_loss"] - row[key + "_kde"], abs=1e-12)
+                assert row[key + "_kde"] > 0
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert config["modulus"] == 11 and config["preset"] == "cpu"
     assert summary["steps"] == 40
@@ -83,9 +91,53 @@ def test_smoke_run_logs_every_metric_and_rerun_is_a_noop(tmp_path, capsys):
     # Plots from the smoke run's logs.
     table = plot.main(TINY + ["--out_dir", str(tmp_path)])
     figures = run_dir.parent / "figures"
-    for name in ("fig1_grokking.png", "fig8_representativeness.png", "fig1_panels.png"):
+    for name in ("fig1_grokking.png", "fig8_representativeness.png", "fig8_kde_terms.png", "fig1_panels.png"):
         assert (figures / name).stat().st_size > 10_000
     assert "mean ± std" in table.index and (run_dir.parent / "onsets.md").exists()
+
+
+def test_running_flatness_is_the_mean_over_the_last_epochs_steps(tmp_path):
+    """train_rf_original_running (Fig. 1's curve): the original's per-sample sharpness2 with the
+    product-of-logits softmax, ||W_U||^2 sum_v q_v (1 - q_v) (||h_=||^2 + ||h_c||^2), averaged over the
+    samples of the last batches_per_epoch steps (here 4: batches of 16, 16, 16, 12), recomputed by hand
+    from train.py's batch order; lr 1e-30 keeps the parameters those of the checkpoint."""
+    from common import load_checkpoint
+    from grokking_nc_rf.model import Transformer
+
+    flags = TINY + ["--lr", "1e-30", "--steps", "16", "--eval_points", "4", "--out_dir", str(tmp_path)]
+    train.main(flags)
+    args, config, run_dir = train.parse_args(flags)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    model = Transformer(vocab_size(11))
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
+    inputs, targets = equations(11)
+    train_idx, _ = split_indices(11, 0.5, 0, "ordered")
+    x_train, y_train = inputs[train_idx], targets[train_idx]
+    assert len(train_idx) == 60
+    with torch.no_grad():
+        weight_sq = model.unembed.weight.double().square().sum()
+        values = []  # per step: the per-sample values of its batch
+        for step in range(16):
+            epoch, batch = divmod(step, 4)
+            order = torch.randperm(60, generator=torch.Generator().manual_seed(42 * 1_000_003 + epoch))
+            hidden = model(x_train[order[batch * 16:(batch + 1) * 16]]).double()[:, 4:6]  # (B, 2, d) full forward
+            logits = hidden @ model.unembed.weight.double().T
+            q = torch.softmax(logits[:, 0] * logits[:, 1], dim=1)
+            labels = y_train[order[batch * 16:(batch + 1) * 16]]
+            values.append((weight_sq * (q * (1 - q)).sum(1) * hidden.square().sum((1, 2)),
+                           (logits.argmax(-1) == labels).all(1).double(), hidden[:, 0], labels[:, 0]))
+    assert rows[0]["step"] == 0
+    for key in ("rf_original", "acc", "ncc"):
+        assert rows[0][f"train_{key}_running"] == rows[0][f"train_{key}"]
+    for row in rows[1:]:
+        rf, correct, phi, answers = map(torch.cat, zip(*values[max(0, row["step"] - 4):row["step"]]))
+        assert row["train_rf_original_running"] == pytest.approx(rf.mean().item(), rel=1e-4)
+        assert row["train_acc_running"] == pytest.approx(correct.mean().item(), abs=1e-12)
+        assert row["train_ncc_running"] == pytest.approx(ncc(phi, answers).item(), rel=1e-4)
+    # a window of a whole epoch at fixed parameters covers every training sample once: the full-set value
+    full = [r for r in rows if r["step"] % 4 == 0 and r["step"] > 0]
+    for key in ("rf_original", "acc", "ncc"):
+        assert full and all(r[f"train_{key}_running"] == pytest.approx(r[f"train_{key}"], rel=1e-4) for r in full)
 
 
 def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
@@ -158,7 +210,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
 
 def test_model_matches_a_plain_causal_transformer():
-    """Post-LN blocks with causal softmax attention written out by hand (spec §2.4), and the
+    """Post-LN blocks with causal softmax attention written out by hand (docs/original_code.md §2.2), and the
     last-block shortcut (only the right-hand-side positions) gives the same hidden states."""
     import math
 

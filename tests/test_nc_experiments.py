@@ -179,7 +179,7 @@ def test_cifar_stem_width_and_init_options():
 
 
 def test_ncc_regulariser_reaches_the_backbone_not_the_head():
-    # spec §1.3: L = CE - lambda * NCC(phi, y); the NCC term has no path to the classifier.
+    # docs/original_code.md §1.3: L = CE - lambda * NCC(phi, y); the NCC term has no path to the classifier.
     model = ResNet18(num_classes=10, width=4, cifar_stem=True)
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 4
     with capture_features(model, model.fc) as cap:
@@ -250,7 +250,7 @@ def test_smoke_run_logs_every_metric_and_resumes(tiny_fashion_mnist, tmp_path, c
 
 def test_running_metrics_are_the_originals_epoch_values(tiny_fashion_mnist, tmp_path):
     """--running_metrics: NCC over the train-mode features of all the epoch's steps, and the per-sample
-    RF bound (||W||^2 sum_k p(1-p) ||phi||^2) and ||W|| averaged over them (spec 1.1, 1.2), recomputed
+    RF bound (||W||^2 sum_k p(1-p) ||phi||^2) and ||W|| averaged over them (docs/original_code.md §1.1, 1.2), recomputed
     here by hand from the same batches; lr 1e-30 keeps the parameters those of the saved checkpoint."""
     from common import load_checkpoint
     from nc_experiments import train

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from common import representativeness
+from common import representativeness, representativeness_terms
 
 # `common.representativeness` as an attribute is the function (re-exported by common/__init__.py and
 # shadowing the submodule), so fetch the module itself for monkeypatching.
@@ -71,6 +71,58 @@ def _gaussian_brute(train_features, train_logits, val_features, val_logits, val_
 
 
 BRUTE = {"petzka": _petzka_brute, "gaussian": _gaussian_brute}
+
+
+def _as_given_brute(train_features, train_logits, val_features, val_logits, val_labels, bw, kernel, delta):
+    """App. D read literally: every training point weighs delta, KDEpy's 1-d Gaussian at sqrt(d) (petzka)
+    or d (gaussian), no renormalisation and no extra 1/|S|. Returns (val loss term, KDE term)."""
+    tf, tl = train_features.tolist(), train_logits.tolist()
+    vf, vl, vy = val_features.tolist(), val_logits.tolist(), val_labels.tolist()
+    loss_term = kde_term = 0.0
+    for j in range(len(vf)):
+        loss_term += _ce(vl[j], vy[j]) / len(vf)
+        for i in range(len(tf)):
+            d = _dist(vf[j], tf[i])
+            r = math.sqrt(d) if kernel == "petzka" else d
+            kde_term += delta * math.exp(-((r / bw) ** 2) / 2) / (bw * math.sqrt(2 * math.pi)) * _ce(tl[i], vy[j]) / len(vf)
+    return loss_term, kde_term
+
+
+@pytest.mark.parametrize("kernel", ["petzka", "gaussian"])
+@pytest.mark.parametrize("bw, delta", [(0.5, 0.02), (2.0, 0.3)])
+def test_terms_match_brute_force_for_both_weightings(kernel, bw, delta):
+    data = _data(12, scale=0.7)
+    terms = representativeness_terms(*data, bandwidth=bw, kernel=kernel, weights=("normalised", "as_given"),
+                                     sample_weight=delta)
+    loss_term, kde_given = _as_given_brute(*data, bw, kernel, delta)
+    assert set(terms) == {"val_loss", "kde_normalised", "kde_as_given"}
+    assert all(v.dim() == 0 for v in terms.values())
+    assert terms["val_loss"].item() == pytest.approx(loss_term, rel=1e-12)
+    assert terms["kde_as_given"].item() == pytest.approx(kde_given, rel=1e-11, abs=1e-15)
+    assert kde_given > 1e-3 * loss_term  # the case is not vacuous
+    # the normalised term is the reference code's (petzka) or Nadaraya-Watson's (gaussian) KDE term
+    assert (terms["val_loss"] - terms["kde_normalised"]).item() == pytest.approx(BRUTE[kernel](*data, bw), rel=1e-11,
+                                                                                 abs=1e-14)
+    # one weighting alone gives the same numbers, and representativeness() is their difference
+    alone = representativeness_terms(*data, bandwidth=bw, kernel=kernel, weights=("as_given",), sample_weight=delta)
+    assert alone["kde_as_given"].item() == pytest.approx(kde_given, rel=1e-11, abs=1e-15)
+    rep = representativeness(*data, bandwidth=bw, kernel=kernel, weights="as_given", sample_weight=delta)
+    assert rep.item() == pytest.approx(loss_term - kde_given, rel=1e-11, abs=1e-14)
+
+
+def test_petzka_kde_term_is_tiny_at_grokking_size():
+    """With the reference code's renormalised weights and extra 1/|S|, the KDE term is at most
+    K(0)/(bw |S|) times the largest training loss: Rep equals the validation loss to ~1e-4 relative."""
+    g = torch.Generator().manual_seed(13)
+    s, t, d, c = 2000, 300, 16, 10
+    train_features, val_features = torch.randn(s, d, generator=g), torch.randn(t, d, generator=g)
+    train_logits, val_logits = torch.randn(s, c, generator=g), torch.randn(t, c, generator=g)
+    val_labels = torch.randint(0, c, (t,), generator=g)
+    data = (train_features.double(), train_logits.double(), val_features.double(), val_logits.double(), val_labels)
+    terms = representativeness_terms(*data)
+    bound = (-torch.log_softmax(data[1], 1)).max().item() / (math.sqrt(2 * math.pi) * s)
+    assert 0 < terms["kde_normalised"].item() <= bound
+    assert terms["kde_normalised"].item() < 1e-3 * terms["val_loss"].item()
 
 
 @pytest.mark.parametrize("kernel", ["petzka", "gaussian"])
@@ -141,12 +193,13 @@ def test_gradients_finite(kernel):
 
 
 @pytest.mark.parametrize("kernel", ["petzka", "gaussian"])
-def test_gradcheck(kernel):
+@pytest.mark.parametrize("weights", ["normalised", "as_given"])
+def test_gradcheck(kernel, weights):
     tf, tl, vf, vl, vy = _data(8, s=4, t=3, d=2, c=3)
     for x in (tf, tl, vf, vl):
         x.requires_grad_(True)
-    assert torch.autograd.gradcheck(
-        lambda a, b, c_, d_: representativeness(a, b, c_, d_, vy, bandwidth=0.9, kernel=kernel), (tf, tl, vf, vl))
+    assert torch.autograd.gradcheck(lambda a, b, c_, d_: representativeness(
+        a, b, c_, d_, vy, bandwidth=0.9, kernel=kernel, weights=weights, sample_weight=0.5), (tf, tl, vf, vl))
 
 
 @pytest.mark.parametrize("kernel", ["petzka", "gaussian"])
@@ -183,6 +236,10 @@ def test_invalid_arguments():
     data = _data(11)
     with pytest.raises(ValueError):
         representativeness(*data, kernel="laplace")
+    with pytest.raises(ValueError):
+        representativeness(*data, weights="renormalised")
+    with pytest.raises(ValueError):
+        representativeness_terms(*data, weights=())
     with pytest.raises(ValueError):
         representativeness(*data, bandwidth=0.0)
     with pytest.raises(ValueError):

@@ -10,7 +10,7 @@ from common import ArgumentParser, UsageError, entry_point, log_grid_epochs, log
 
 
 def test_log_grid_reproduces_the_original_620_points():
-    # spec §2.6/§11: 1e5 steps, 10 batches per epoch -> 620 logged steps 9, 19, ..., 99709.
+    # docs/original_code.md §2.4: 1e5 steps, 10 batches per epoch -> 620 logged steps 9, 19, ..., 99709.
     steps = [(e + 1) * 10 - 1 for e in log_grid_epochs(10_000)]
     assert len(steps) == 620
     assert steps[:4] == [9, 19, 29, 39]
