@@ -4,7 +4,7 @@
     python -m benchmarks.bench_grokking --threads 2 --steps 100
 
 For each thread count: the mean time of a bare training step (forward, loss at the two right-hand-side
-positions, backward, AdamW step), the mean time of one evaluation (`grokking_nc_rf.train.evaluate`:
+positions, backward, AdamW step, and the bookkeeping of Fig. 1's in-training values), the mean time of one evaluation (`grokking_nc_rf.train.evaluate`:
 two full-batch forwards and every logged metric, representativeness with both kernels included), and
 the paper preset projected from them: 1e5 steps plus its 622 evaluations, and the share of the wall
 time spent evaluating and logging. The model is at initialisation; step and evaluation cost do not
@@ -35,12 +35,15 @@ def measure(threads: int, steps: int, evals: int) -> dict:
     data = {"train": (inputs[train_idx], targets[train_idx]), "val": (inputs[val_idx], targets[val_idx])}
     model = Transformer(vocab_size(config["modulus"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=1.0)
+    window = train.new_window(10, 512, config["d_model"])
 
     def step(i):
         order = torch.randperm(len(train_idx))[:512]
         x, y = data["train"][0][order], data["train"][1][order]
-        logits = model.unembed(model(x, train.RHS))
+        hidden = model(x, train.RHS)
+        logits = model.unembed(hidden)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        train.record_step(window, i % 10, hidden, logits, y, model.unembed.weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -3,7 +3,10 @@
 A 2-layer transformer memorises the training half of all equations long before it generalises.
 At every evaluation we log, on the full training and validation sets, the losses and accuracies,
 NCC at the '=' position (Def. 3.1), the relative flatness of the unembedding (Lemma A.2 bound and
-Def. 3.2 exact, plus the original code's variant), NC1-NC4 and the KDE representativeness (App. D).
+Def. 3.2 exact, plus the original code's variant), NC1-NC4 and the KDE representativeness (App. D)
+as its two terms for each kernel and reading of the weights. Fig. 1's train-side curves are the
+original's: means over the last epoch's in-training forward passes (`*_running`,
+docs/original_code.md §2.4).
 
     python -m grokking_nc_rf.train --preset paper --seed 42   # the original run: 1e5 steps, lr 1e-4
     python -m grokking_nc_rf.train --preset cpu --seed 1      # same phenomenon in minutes on a CPU
@@ -104,6 +107,28 @@ def forward_rhs(model, inputs, targets, chunk=512):
     return hidden, logits, loss, acc
 
 
+def new_window(batches_per_epoch, batch_size, d_model):
+    """Slots for the in-training forward passes of the last epoch's worth of steps, one per step (a ring):
+    (flatness sum, correct rows, batch size), the '=' features and the answer labels (-1: slot unused)."""
+    return {"sums": torch.zeros(batches_per_epoch, 3, dtype=torch.float64),
+            "features": torch.zeros(batches_per_epoch, batch_size, d_model),
+            "labels": torch.full((batches_per_epoch, batch_size), -1, dtype=torch.long)}
+
+
+@torch.no_grad()
+def record_step(window, slot, hidden, logits, targets, weight):
+    """Fig. 1's train-side values as the original computed them (docs/original_code.md §2.4), on one
+    batch's in-training forward pass before its update: sharpness2 with the product-of-logits softmax
+    over both positions' features, the rows with both tokens right, and the '=' features for NCC."""
+    rf = relative_flatness_bound(hidden.flatten(1).double(), weight.double(),
+                                 logits=(logits[:, 0] * logits[:, 1]).double())
+    correct = (logits.argmax(-1) == targets).all(1).sum()
+    window["sums"][slot] = torch.stack([len(targets) * rf, correct.double(), rf.new_tensor(len(targets))])
+    window["features"][slot, :len(targets)] = hidden[:, 0]
+    window["labels"][slot] = -1
+    window["labels"][slot, :len(targets)] = targets[:, 0]
+
+
 @torch.no_grad()
 def evaluate(model, data, config):
     """One row of metrics from one full-batch forward pass per split, and the (hidden, logits) per split.
@@ -193,13 +218,9 @@ def main(argv=None):
     state = log.resume(model, optimizer, scheduler, map_location=device)
     step = state["step"] if state is not None else 0
     times = state["extra"]["times"] if state is not None else {"train_s": 0.0, "eval_s": 0.0}
-    # The in-training forward passes of the last epoch's worth of steps, one slot per step (a ring): the
-    # original's Fig. 1 plots its train-side values over them (flatness sum, correct rows, batch size; the
-    # '=' features and answer labels for NCC, label -1 where a short batch leaves a slot unused).
-    window = state["extra"]["window"] if state is not None else {
-        "sums": torch.zeros(batches_per_epoch, 3, dtype=torch.float64),
-        "features": torch.zeros(batches_per_epoch, batch_size, config["d_model"]),
-        "labels": torch.full((batches_per_epoch, batch_size), -1, dtype=torch.long)}
+    # Fig. 1's train side: the original's values over the last epoch's in-training forward passes.
+    window = state["extra"]["window"] if state is not None else new_window(batches_per_epoch, batch_size,
+                                                                            config["d_model"])
     window = {k: v.to(device) for k, v in window.items()}
     schedule = eval_steps(config, batches_per_epoch)
     picks = np.geomspace(1, len(schedule), args.save_features).round().astype(int) - 1 if args.save_features else []
@@ -259,17 +280,7 @@ def main(argv=None):
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         if not torch.isfinite(loss):
             stop_diverged(loss.item())
-        # Fig. 1's train-side values as the original computed them: on this batch's in-training forward
-        # pass, before the update (sharpness2 with the product-of-logits softmax, both rows' tokens right).
-        with torch.no_grad():
-            rf = relative_flatness_bound(hidden.flatten(1).double(), model.unembed.weight.double(),
-                                         logits=(logits[:, 0] * logits[:, 1]).double())
-            correct = (logits.argmax(-1) == y).all(1).sum()
-            slot = step % batches_per_epoch
-            window["sums"][slot] = torch.stack([len(y) * rf, correct.double(), rf.new_tensor(len(y))])
-            window["features"][slot, :len(y)] = hidden[:, 0]
-            window["labels"][slot] = -1
-            window["labels"][slot, :len(y)] = y[:, 0]
+        record_step(window, step % batches_per_epoch, hidden, logits, y, model.unembed.weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -43,6 +43,24 @@ def figure_runs(figure: str, preset: str) -> list[list[str]]:
         [["--seed", "42", "--regularizer", "none", *extra]]
 
 
+# --values running (default): the original's epoch values, which the paper's figures plot (train-mode
+# features of the epoch's steps, each with the parameters of its step; docs/original_code.md §3.2);
+# --values eval: one eval-mode pass after the epoch. Validation values are eval-mode in both.
+RUNNING = {"train_acc": "train_acc_running", "train_ncc": "train_ncc_running",
+           "train_rf_bound": "train_rf_bound_running", "train_angles": "train_angles_running"}
+
+
+def select_values(frame, values, folder):
+    """The frame with the train-side columns replaced by the chosen kind of values."""
+    if values == "eval":
+        return frame
+    missing = [k for k in RUNNING.values() if k not in frame or frame[k].isna().any()]
+    if missing:
+        raise UsageError(f"runs under {folder} have no {missing[0]} (trained without --running_metrics); retrain "
+                         f"them through nc_experiments/run_script.sh, or plot the eval-mode values with --values eval")
+    return frame.assign(**{key: frame[running] for key, running in RUNNING.items()})
+
+
 COLORS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
 
 
@@ -68,13 +86,19 @@ def _panel(ax, groups, keys, title, yscale="linear", colors=COLORS):
     ax.legend(fontsize=7)
 
 
-def fig2(groups, out):
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+def _values_note(suffix):
+    return "train side: eval-mode pass after each epoch" if suffix else \
+        "train side: the original's in-training epoch means, as the paper plots"
+
+
+def fig2(groups, out, suffix):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig.suptitle(f"Fig. 2 ({_values_note(suffix)})")
     _panel(axes[0], groups, ["train_acc", "val_acc"], "(a) accuracy (solid: train, dashed: validation)")
     _panel(axes[1], groups, ["train_rf_bound"], "(b) relative flatness (Lemma A.2 bound)", "log")
     _panel(axes[2], groups, ["train_ncc"], "(c) NCC (train)", "log")
     fig.tight_layout()
-    fig.savefig(out / "fig2.png", dpi=110)
+    fig.savefig(out / f"fig2{suffix}.png", dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -83,21 +107,22 @@ def fig2(groups, out):
         angles = np.mean(np.stack(last["train_angles"].to_list()), 0)  # mean over seeds, per class pair
         ax.plot(np.arange(len(angles)), angles, "o-", color=color, markersize=3, label=label)
     ax.axhline(frame["simplex_angle"].iloc[0], color="black", linestyle=":", label="simplex angle")
-    ax.set(title="Fig. 3: pairwise class-mean angles at the last epoch", xlabel="class pair", ylabel="degrees")
+    ax.set(title=f"Fig. 3: pairwise class-mean angles at the last epoch\n({_values_note(suffix)})", xlabel="class pair",
+           ylabel="degrees")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "fig3.png", dpi=110)
+    fig.savefig(out / f"fig3{suffix}.png", dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     _panel(ax, groups, ["train_loss_total", "val_loss"],
            "Fig. 5: losses (solid: train, CE - lambda NCC as logged by the original; dashed: validation CE)")
     fig.tight_layout()
-    fig.savefig(out / "fig5.png", dpi=110)
+    fig.savefig(out / f"fig5{suffix}.png", dpi=110)
     plt.close(fig)
 
 
-def fig_rows(groups, out, name):
+def fig_rows(groups, out, name, suffix):
     """Figs. 6, 7: one row per lambda (accuracies, RF bound, NCC, losses), the baseline in grey in each."""
     baseline = [(label, frame) for label, frame in groups if frame["regularizer"].iloc[0] == "none"]
     regularised = [(label, frame) for label, frame in groups if frame["regularizer"].iloc[0] != "none"]
@@ -108,6 +133,7 @@ def fig_rows(groups, out, name):
                                            ["accuracy", "RF bound", "NCC", "losses"], ["linear", "log", "log", "linear"]):
             _panel(ax, [*baseline, (label, frame)], keys, f"{label}: {title}", yscale,
                    colors=["tab:gray"] * len(baseline) + [color])
+    fig.suptitle(f"{name[:4].replace('fig', 'Fig. ')} ({_values_note(suffix)})")
     fig.tight_layout()
     fig.savefig(out / f"{name}.png", dpi=100)
     plt.close(fig)
@@ -134,6 +160,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nc_experiments.plot")
     parser.add_argument("figure", choices=["fig2", "fig6", "fig7"])
     parser.add_argument("--list_runs", action="store_true", help="print the train.py flags of each run and exit")
+    parser.add_argument("--values", choices=["running", "eval"], default="running",
+                        help="train-side values: the original's in-training epoch values, as the paper plots "
+                             "(default), or an eval-mode pass after each epoch (figures named *_eval.png)")
     args, rest = parser.parse_known_args(argv)
     rest = [a for a in rest if a != "--no_progress"]
     preset = train.parse_args(rest)[1]["preset"]
@@ -154,13 +183,15 @@ def main(argv=None):
         if frame.empty:
             raise UsageError(f"no runs under {folder}; train them first: sh nc_experiments/run_script.sh "
                              f"{args.figure} {' '.join(rest)}")
-        groups.append((_label(frame), frame))
+        groups.append((_label(frame), select_values(frame, args.values, folder)))
     out = next(iter(seeds_in)).parent / "figures" / preset
     out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.values == "running" else "_eval"
     if args.figure == "fig2":
-        fig2(groups, out)
+        fig2(groups, out, suffix)
     else:
-        fig_rows(groups, out, args.figure)
+        fig_rows(groups, out, args.figure + suffix, suffix)
+    print(f"train-side values: {'in-training epoch means (as the paper)' if suffix == '' else 'eval-mode pass'}")
     print(summary(groups))
     print(f"{args.figure}: figures in {out}")
     return out

@@ -348,23 +348,34 @@ def test_figure_runs_and_plots_from_smoke_logs(tiny_fashion_mnist, tmp_path, cap
         ["1e-2", "1e-3", "1e-4", "1e-5", "1e-6", "none"]  # App. B ablation, and the baseline for reference
     assert all("--augment" in r for r in plot.main(["fig7", "--list_runs", "--preset", "cpu"]))
     flags = _tiny_flags(folder, tmp_path, "--epochs", "1")
+    last_rows = {}
     for run in plot.main(["fig2", "--list_runs", *flags])[:2] + plot.main(["fig2", "--list_runs", *flags])[3:5]:
-        train.main(flags + run)
+        last_rows[(run[3], run[1])] = train.main(flags + run + ["--running_metrics"])[-1]  # as run_script.sh
     capsys.readouterr()
     out = plot.main(["fig2", *flags])
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| baseline") or
              line.startswith("| REG")]
     assert [line.split(" | ")[:2] for line in table] == [["| baseline", "1"], ["| baseline", "42"],
                                                            ["| REG (lambda=0.03)", "1"], ["| REG (lambda=0.03)", "42"]]  # cpu preset
-    for name in ("fig2.png", "fig3.png", "fig5.png"):
+    # by default the table (and the figures) hold the original's running values, as the paper plots
+    final_ncc = [float(line.split(" | ")[5]) for line in table]
+    expected = [last_rows[(r, s)]["train_ncc_running"] for r, s in [("none", "1"), ("none", "42"), ("ncc", "1"),
+                                                                     ("ncc", "42")]]
+    assert final_ncc == pytest.approx(expected, rel=1e-2)
+    assert expected != pytest.approx([last_rows[k]["train_ncc"] for k in last_rows], rel=1e-2)
+    plot.main(["fig2", *flags, "--values", "eval"])
+    for name in ("fig2.png", "fig3.png", "fig5.png", "fig2_eval.png", "fig3_eval.png", "fig5_eval.png"):
         assert (out / name).stat().st_size > 10_000
     with pytest.raises(SystemExit) as exc:
         plot.main(["fig6", *flags])  # not trained: one line, exit 2
     assert exc.value.code == 2
     for run in plot.main(["fig7", "--list_runs", *flags]):  # 3 lambdas and the baseline, with augmentation
-        train.main(flags + run)
+        train.main(flags + run)  # without --running_metrics
     capsys.readouterr()
-    assert (plot.main(["fig7", *flags]) / "fig7.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit) as exc:
+        plot.main(["fig7", *flags])
+    assert exc.value.code == 2 and "--values eval" in capsys.readouterr().err
+    assert (plot.main(["fig7", *flags, "--values", "eval"]) / "fig7_eval.png").stat().st_size > 10_000
     assert capsys.readouterr().out.count("augment | 42 |") == 4
 
 
