@@ -44,6 +44,13 @@ def _peak(s: pd.DataFrame, key: str) -> float:
     return float(s.step.iloc[int(np.argmax(s[key].to_numpy()))])
 
 
+KDE_READINGS = [("representativeness", "Petzka kernel, reference code's weights (Fig. 8)", "tab:orange"),
+                ("representativeness_gaussian", "Gaussian kernel, Nadaraya-Watson weights", "tab:blue"),
+                ("representativeness_as_given", "Petzka kernel, weight 0.02 as given", "tab:red"),
+                ("representativeness_gaussian_as_given", "Gaussian kernel, weight 0.02 as given (App. D literally)",
+                 "tab:purple")]
+
+
 def _first(steps: pd.Series, condition: pd.Series) -> float:
     hits = steps[condition.to_numpy()]
     return float(hits.iloc[0]) if len(hits) else float("nan")
@@ -60,6 +67,50 @@ def onset_table(frame: pd.DataFrame) -> pd.DataFrame:
     table.loc["mean ± std"] = [f"{mean[c]:.0f} ± {std[c]:.0f}" if steps[c].notna().all() else "not reached"
                                for c in steps.columns]
     return table
+
+
+def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
+    return s.iloc[int(np.argmax(s[key].to_numpy()))]
+
+
+# The check numbers REPRODUCTION.md compares with the paper's Fig. 1 and the original run, per seed.
+CHECKS = {
+    "NCC (train, running) at step 0": lambda s: s.train_ncc_running.iloc[0],
+    "RF (original's sharpness2, running) at step 0": lambda s: s.train_rf_original_running.iloc[0],
+    "RF (original's sharpness2, running): peak value": lambda s: s.train_rf_original_running.max(),
+    "RF (original's sharpness2, running): peak step": lambda s: _at_peak(s, "train_rf_original_running").step,
+    "RF (original's sharpness2, running): val acc at its peak": lambda s: _at_peak(s, "train_rf_original_running").val_acc,
+    "RF (original's sharpness2, running): last value": lambda s: s.train_rf_original_running.iloc[-1],
+    "RF bound at '=': peak step": lambda s: _at_peak(s, "train_rf_bound").step,
+    "RF bound at '=': val acc at its peak": lambda s: _at_peak(s, "train_rf_bound").val_acc,
+    "mean Tr H of the original (sharpness2 / ||W_U||^2) at step 0": lambda s: (
+        s.train_rf_original / s.w_norm**2).iloc[0],
+    "||W_U||_F at step 0": lambda s: s.w_norm.iloc[0],
+    "||W_U||_F: peak value": lambda s: s.w_norm.max(),
+    "||W_U||_F: peak step": lambda s: _at_peak(s, "w_norm").step,
+    "||W_U||_F: last value": lambda s: s.w_norm.iloc[-1],
+    "val loss at step 0": lambda s: s.val_loss.iloc[0],
+    "val loss: highest value": lambda s: s.val_loss.max(),
+    "val loss: last value": lambda s: s.val_loss.iloc[-1],
+    "representativeness (Petzka): highest value": lambda s: s.representativeness.max(),
+    "representativeness (Petzka): last value": lambda s: s.representativeness.iloc[-1],
+    "largest |representativeness (Petzka) - val loss at the answer|": lambda s: (
+        s.representativeness - s.representativeness_val_loss).abs().max(),
+    **{f"KDE term / val loss, {label}: largest": (lambda key: lambda s: (
+        s[key + "_kde"] / s.representativeness_val_loss).max())(key) for key, label, _ in KDE_READINGS},
+}
+
+
+def check_table(frame: pd.DataFrame) -> str:
+    """Markdown: one row per check number, one column per seed, and the mean."""
+    per_seed = {seed: {name: float(fn(group.sort_values("step").reset_index(drop=True))) for name, fn in CHECKS.items()}
+                for seed, group in frame.groupby("seed")}
+    seeds = sorted(per_seed)
+    lines = ["| check | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |", "|---|" + "---|" * (len(seeds) + 1)]
+    for name in CHECKS:
+        values = [per_seed[s][name] for s in seeds]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.4g}" for v in values) + f" | {np.mean(values):.4g} |")
+    return "\n".join(lines) + "\n"
 
 
 def _band(ax, frame, key, label, color, scale=1.0, **kw):
@@ -113,13 +164,6 @@ def panels(frame, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-KDE_READINGS = [("representativeness", "Petzka kernel, reference code's weights (Fig. 8)", "tab:orange"),
-                ("representativeness_gaussian", "Gaussian kernel, Nadaraya-Watson weights", "tab:blue"),
-                ("representativeness_as_given", "Petzka kernel, weight 0.02 as given", "tab:red"),
-                ("representativeness_gaussian_as_given", "Gaussian kernel, weight 0.02 as given (App. D literally)",
-                 "tab:purple")]
 
 
 def kde_terms(frame, path, band):
@@ -177,7 +221,10 @@ def main(argv=None):
     markdown = "| run | " + " | ".join(table.columns) + " |\n|" + "---|" * (len(table.columns) + 1) + "\n"
     markdown += "".join(f"| {idx} | " + " | ".join(row) + " |\n" for idx, row in table.iterrows())
     (group / "onsets.md").write_text(markdown)
-    print(f"Onset steps ({n_seeds} seeds, {group}):\n{markdown}\nFigures: {figures}")
+    checks = check_table(frame)
+    (group / "checks.md").write_text(checks)
+    print(f"Onset steps ({n_seeds} seeds, {group}):\n{markdown}\nCheck numbers (REPRODUCTION.md):\n{checks}\n"
+          f"Figures: {figures}")
     return table
 
 

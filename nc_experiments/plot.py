@@ -143,7 +143,8 @@ def summary(groups):
     """Markdown table, one row per run: final accuracies, NCC minimum and final value, final RF bound,
     and the lowest train accuracy after epoch 10 (a collapse shows there)."""
     lines = ["| run | seed | final train / val acc | lowest train acc after epoch 10 (epoch) | "
-             "train NCC: minimum (epoch) | final train NCC | final RF bound |", "|---|---|---|---|---|---|---|"]
+             "train NCC: minimum (epoch) | final train NCC | final RF bound | final class-mean angles: "
+             "mean, min-max (deg) |", "|---|---|---|---|---|---|---|---|"]
     for label, frame in groups:
         for seed, run in frame.sort_values("epoch").groupby("seed"):
             last, late = run.iloc[-1], run[run.epoch > 10]
@@ -151,7 +152,8 @@ def summary(groups):
             ncc_min = run.loc[run.train_ncc.idxmin()]
             lines.append(f"| {label} | {seed} | {last.train_acc:.3f} / {last.val_acc:.3f} | "
                          f"{low.train_acc:.3f} ({low.epoch:.0f}) | {ncc_min.train_ncc:.3g} ({ncc_min.epoch:.0f}) | "
-                         f"{last.train_ncc:.3g} | {last.train_rf_bound:.3g} |")
+                         f"{last.train_ncc:.3g} | {last.train_rf_bound:.3g} | {np.mean(last.train_angles):.1f}, "
+                         f"{np.min(last.train_angles):.1f}-{np.max(last.train_angles):.1f} |")
     return "\n".join(lines)
 
 

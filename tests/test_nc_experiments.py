@@ -203,7 +203,8 @@ def test_paper_preset_is_appendix_b():
     _, config, run_dir = train.parse_args(["--preset", "paper", "--seed", "15213"])
     expected = {"dataset": "cifar10", "lr": 0.01, "momentum": 0.9, "batch_size": 64, "weight_decay": 0.0,
                 "epochs": 250, "lam": 1e-3, "regularizer": "ncc", "width": 64, "cifar_stem": False,
-                "augment": False, "train_size": 0, "val_size": 0, "image_size": 32, "seed": 15213}
+                "augment": False, "train_size": 0, "val_size": 0, "image_size": 32, "seed": 15213,
+                "init": "pytorch"}  # the original runs' scratch ResNet: PyTorch default init
     assert {k: config[k] for k in expected} == expected
     assert run_dir.parts[-3:] == ("nc_experiments", "paper", "seed_15213")
     _, cpu, _ = train.parse_args(["--preset", "cpu"])
@@ -283,6 +284,11 @@ def test_running_metrics_are_the_originals_epoch_values(tiny_fashion_mnist, tmp_
     assert row["train_ncc_running"] == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-4)
     assert row["train_rf_bound_running"] == pytest.approx(rf_sum / 30, rel=1e-4)
     assert row["w_norm_running"] == pytest.approx(weight.norm().item(), rel=1e-6)
+    # Fig. 3 from the same epoch class means: angles between the means centred on their average
+    centred = {c: means[c] - torch.stack(list(means.values())).mean(0) for c in range(10)}
+    angles = [np.degrees(np.arccos(float(centred[a] @ centred[b] / (centred[a].norm() * centred[b].norm()))))
+              for a in range(10) for b in range(a + 1, 10)]
+    assert row["train_angles_running"] == pytest.approx(angles, abs=1e-3)
     assert "train_ncc_running" not in train.main(_tiny_flags(folder, tmp_path / "b", "--epochs", "1"))[0]
 
 
