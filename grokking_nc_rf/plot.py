@@ -25,23 +25,23 @@ import pandas as pd  # noqa: E402
 from common import UsageError, entry_point, load_runs  # noqa: E402
 from grokking_nc_rf import train  # noqa: E402
 
+def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
+    return s.iloc[int(np.argmax(s[key].to_numpy()))]
+
+
 ONSETS = {  # train side: the original's in-training epoch values, as Fig. 1 plots them
     "train_acc >= 99%": lambda s: _first(s.step, s.train_acc_running >= 0.99),
     "val_acc >= 90%": lambda s: _first(s.step, s.val_acc >= 0.90),
     "val_acc >= 99%": lambda s: _first(s.step, s.val_acc >= 0.99),
     "NCC < 10% of initial": lambda s: _first(s.step, s.train_ncc_running < 0.1 * s.train_ncc_running.iloc[0]),
-    "RF peak: original (Fig. 1)": lambda s: _peak(s, "train_rf_original_running"),
-    "RF peak: original, eval": lambda s: _peak(s, "train_rf_original"),
-    "RF peak: bound at '='": lambda s: _peak(s, "train_rf_bound"),
-    "RF peak: exact at '='": lambda s: _peak(s, "train_rf_exact"),
+    "RF peak: original (Fig. 1)": lambda s: _at_peak(s, "train_rf_original_running").step,
+    "RF peak: original, eval": lambda s: _at_peak(s, "train_rf_original").step,
+    "RF peak: bound at '='": lambda s: _at_peak(s, "train_rf_bound").step,
+    "RF peak: exact at '='": lambda s: _at_peak(s, "train_rf_exact").step,
     "representativeness < 10% of peak": lambda s: _first(
         s.step, (s.representativeness < 0.1 * s.representativeness.max())
-        & (s.step > s.step.iloc[int(np.argmax(s.representativeness.to_numpy()))])),
+        & (s.step > _at_peak(s, "representativeness").step)),
 }
-
-
-def _peak(s: pd.DataFrame, key: str) -> float:
-    return float(s.step.iloc[int(np.argmax(s[key].to_numpy()))])
 
 
 KDE_READINGS = [("representativeness", "Petzka kernel, reference code's weights (Fig. 8)", "tab:orange"),
@@ -69,10 +69,6 @@ def onset_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
-    return s.iloc[int(np.argmax(s[key].to_numpy()))]
-
-
 # The check numbers REPRODUCTION.md compares with the paper's Fig. 1 and the original run, per seed.
 CHECKS = {
     "NCC (train, running) at step 0": lambda s: s.train_ncc_running.iloc[0],
@@ -90,7 +86,9 @@ CHECKS = {
     "||W_U||_F: peak step": lambda s: _at_peak(s, "w_norm").step,
     "||W_U||_F: last value": lambda s: s.w_norm.iloc[-1],
     "val loss at step 0": lambda s: s.val_loss.iloc[0],
-    "val loss: highest value": lambda s: s.val_loss.max(),
+    "val loss: highest value after step 100": lambda s: s.val_loss[s.step > 100].max(),
+    "val loss: step of that value": lambda s: _at_peak(s[s.step > 100], "val_loss").step if (s.step > 100).any()
+    else np.nan,
     "val loss: last value": lambda s: s.val_loss.iloc[-1],
     "representativeness (Petzka): highest value": lambda s: s.representativeness.max(),
     "representativeness (Petzka): last value": lambda s: s.representativeness.iloc[-1],
