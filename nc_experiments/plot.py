@@ -104,8 +104,9 @@ def fig2(groups, out, suffix):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for (label, frame), color in zip(groups, COLORS):
         last = frame[frame.epoch == frame.epoch.max()]
-        angles = np.mean(np.stack(last["train_angles"].to_list()), 0)  # mean over seeds, per class pair
-        ax.plot(np.arange(len(angles)), angles, "o-", color=color, markersize=3, label=label)
+        for k, angles in enumerate(last["train_angles"]):  # one line per seed: a mean would hide the spread
+            ax.plot(np.arange(len(angles)), angles, "o-", color=color, markersize=3, linewidth=0.8, alpha=0.7,
+                    label=f"{label} ({len(last)} seeds)" if k == 0 else None)
     ax.axhline(frame["simplex_angle"].iloc[0], color="black", linestyle=":", label="simplex angle")
     ax.set(title=f"Fig. 3: pairwise class-mean angles at the last epoch\n({_values_note(suffix)})", xlabel="class pair",
            ylabel="degrees")
@@ -152,7 +153,7 @@ def summary(groups):
             ncc_min = run.loc[run.train_ncc.idxmin()]
             lines.append(f"| {label} | {seed} | {last.train_acc:.3f} / {last.val_acc:.3f} | "
                          f"{low.train_acc:.3f} ({low.epoch:.0f}) | {ncc_min.train_ncc:.3g} ({ncc_min.epoch:.0f}) | "
-                         f"{last.train_ncc:.3g} | {last.train_rf_bound:.3g} | {np.mean(last.train_angles):.1f}, "
+                         f"{last.train_ncc:.3g} | {last.train_rf_bound:.3g} | {np.mean(np.abs(np.subtract(last.train_angles, last.simplex_angle))):.1f}, "
                          f"{np.min(last.train_angles):.1f}-{np.max(last.train_angles):.1f} |")
     return "\n".join(lines)
 
