@@ -123,10 +123,10 @@ ACCURACIES = [("train_acc_running", "train accuracy (%)", "tab:blue", 100),
 
 
 def twin_axis_figure(frame, path, left, right, left_label, right_label, title):
-    """Left-axis curves (key, label, color) against the right-axis curves (key, label, color, scale) on
-    a log step axis, as the paper's Fig. 1 and Fig. 8."""
+    """Left-axis curves (key, label, color[, scale, line style dict]) against the right-axis curves
+    (key, label, color, scale) on a log step axis, as the paper's Fig. 1 and Fig. 8."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    lines = [_band(ax, frame, *spec) for spec in left]
+    lines = [_band(ax, frame, *spec[:4], **(spec[4] if len(spec) > 4 else {})) for spec in left]
     ax.axhline(0, color="gray", linewidth=0.6)
     ax.set(xscale="log", xlabel="optimization step", ylabel=left_label)
     ax2 = ax.twinx()
@@ -208,8 +208,9 @@ def main(argv=None):
                      ACCURACIES + [("train_ncc_running", "NCC (train, '=' position)", "tab:purple")],
                      "relative flatness", "accuracy (%) / NCC", f"Fig. 1: grokking on a + b mod p ({band})")
     twin_axis_figure(frame, figures / "fig8_representativeness.png",
-                     [("representativeness", "representativeness (Petzka KDE)", "tab:orange"),
-                      ("representativeness_val_loss", "validation loss at the answer", "black")],
+                     [("representativeness", "representativeness (Petzka KDE)", "tab:orange", 1.0, {"linewidth": 4}),
+                      ("representativeness_val_loss", "validation loss at the answer (on top of it)", "black", 1.0,
+                       {"linestyle": "--", "linewidth": 1.2})],
                      ACCURACIES, "representativeness / validation loss", "accuracy (%)",
                      f"Fig. 8: representativeness and accuracies ({band})")
     kde_terms(frame, figures / "fig8_kde_terms.png", band)

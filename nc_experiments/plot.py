@@ -145,7 +145,7 @@ def summary(groups):
     and the lowest train accuracy after epoch 10 (a collapse shows there)."""
     lines = ["| run | seed | final train / val acc | lowest train acc after epoch 10 (epoch) | "
              "train NCC: minimum (epoch) | final train NCC | final RF bound | final class-mean angles: "
-             "mean, min-max (deg) |", "|---|---|---|---|---|---|---|---|"]
+             "mean abs. deviation from the simplex angle, min-max (deg) |", "|---|---|---|---|---|---|---|---|"]
     for label, frame in groups:
         for seed, run in frame.sort_values("epoch").groupby("seed"):
             last, late = run.iloc[-1], run[run.epoch > 10]
