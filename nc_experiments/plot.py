@@ -135,7 +135,7 @@ def fig_rows(groups, out, name, suffix):
             _panel(ax, [*baseline, (label, frame)], keys, f"{label}: {title}", yscale,
                    colors=["tab:gray"] * len(baseline) + [color])
     fig.suptitle(f"{name[:4].replace('fig', 'Fig. ')} ({_values_note(suffix)})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
     fig.savefig(out / f"{name}.png", dpi=100)
     plt.close(fig)
 
