@@ -86,6 +86,8 @@ CHECKS = {
     "||W_U||_F: peak step": lambda s: _at_peak(s, "w_norm").step,
     "||W_U||_F: last value": lambda s: s.w_norm.iloc[-1],
     "val loss at step 0": lambda s: s.val_loss.iloc[0],
+    "val loss: lowest value after step 100, before its highest": lambda s: s.val_loss[
+        (s.step > 100) & (s.step <= _at_peak(s[s.step > 100], "val_loss").step)].min() if (s.step > 100).any() else np.nan,
     "val loss: highest value after step 100": lambda s: s.val_loss[s.step > 100].max(),
     "val loss: step of that value": lambda s: _at_peak(s[s.step > 100], "val_loss").step if (s.step > 100).any()
     else np.nan,
