@@ -9,7 +9,9 @@ group (its seed_<k>/ runs) is one line, labelled by its regulariser and lambda. 
 (accuracies, RF bound, NCC), fig3.png (pairwise class-mean angles at the last epoch against the
 simplex angle) and fig5.png (losses); fig6 and fig7 write one row per lambda with accuracies, RF
 bound, NCC and losses, the baseline of the same setting in grey in every row. Figures go to
-<out_dir>/nc_experiments/figures/<preset>/.
+<out_dir>/nc_experiments/figures/<preset>/. The train side is the original's in-training epoch values
+(runs trained with --running_metrics, as run_script.sh does), as the paper plots; --values eval draws
+the eval-mode pass after each epoch instead (*_eval.png).
 """
 
 from __future__ import annotations

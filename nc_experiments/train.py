@@ -9,8 +9,9 @@ the last layer (Lemma A.2 bound and Def. 3.2 exact), ||W||_F, NC1-NC4 and the cl
     python -m nc_experiments.train --preset cpu --data_dir DIR                # Fashion-MNIST, 1000 images
 
 The unregularised baseline is `--regularizer none`. `--running_metrics` also logs the original's epoch
-values (docs/original_code.md §1.1-1.2: train-mode features of the epoch's steps, each with the parameters of its step):
-train_ncc_running, train_rf_bound_running, w_norm_running.
+values, the ones the paper's figures plot (docs/original_code.md §3.2: train-mode features of the
+epoch's steps, each with the parameters of its step): train_acc_running, train_ncc_running,
+train_rf_bound_running, w_norm_running, train_angles_running.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def parse_args(argv):
     parser.add_argument("--amp", action="store_true", help="bf16 autocast for the forward pass (GPU)")
     parser.add_argument("--no_progress", action="store_true", help="one line per epoch instead of a progress bar")
     parser.add_argument("--running_metrics", action="store_true",
-                        help="also log the original's epoch values (docs/original_code.md §1.1, 1.2): NCC and RF bound over the "
-                             "train-mode features of the epoch's steps, each with the parameters of its step")
+                        help="also log the original's epoch values, which the paper plots (docs/original_code.md "
+                             "§3.2): accuracy, NCC, RF bound and class-mean angles over the train-mode features of "
+                             "the epoch's steps, each with the parameters of its step")
     args = parser.parse_args(argv)
     overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
     config = {**DEFAULTS, **PRESETS[args.preset], **overrides, "preset": args.preset}
