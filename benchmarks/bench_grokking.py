@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 import platform
-import time
 
 import torch
 import torch.nn.functional as F
 
-from common import ArgumentParser
+from benchmarks.timing import timed
+from common import ArgumentParser, markdown_table
 from grokking_nc_rf import train
 from grokking_nc_rf.data import equations, split_indices, vocab_size
 from grokking_nc_rf.model import Transformer
@@ -29,7 +29,7 @@ from grokking_nc_rf.model import Transformer
 def measure(threads: int, steps: int, evals: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    _, config, _ = train.parse_args(["--preset", "paper"])
+    config = train.parse_args(["--preset", "paper"]).config
     inputs, targets = equations(config["modulus"])
     train_idx, val_idx = split_indices(config["modulus"], config["train_fraction"])
     data = {"train": (inputs[train_idx], targets[train_idx]), "val": (inputs[val_idx], targets[val_idx])}
@@ -48,17 +48,11 @@ def measure(threads: int, steps: int, evals: int) -> dict:
         loss.backward()
         optimizer.step()
 
-    for i in range(5):
-        step(i)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    step_s = (time.perf_counter() - start) / steps
+    counter = iter(range(5 + steps))
+    timed(lambda: step(next(counter)), 5)  # warm-up
+    step_s = timed(lambda: step(next(counter)), steps)[0] / steps
     train.evaluate(model, data, config)
-    start = time.perf_counter()
-    for _ in range(evals):
-        train.evaluate(model, data, config)
-    eval_s = (time.perf_counter() - start) / evals
+    eval_s = timed(lambda: train.evaluate(model, data, config), evals)[0] / evals
     n_evals = len(train.eval_steps(config, batches_per_epoch=math.ceil(len(train_idx) / 512)))
     total = config["steps"] * step_s + n_evals * eval_s
     return {"threads": threads, "step_s": step_s, "eval_s": eval_s, "n_evals": n_evals,
@@ -75,13 +69,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, python {platform.python_version()}, CPU {platform.processor() or platform.machine()}")
     rows = [measure(t, args.steps, args.evals) for t in args.threads]
-    print("\n| threads | training step | steps/s (bare) | one evaluation | paper preset: 1e5 steps + "
-          "evaluations | steps/s with logging | evaluation share |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['threads']} | {1e3 * r['step_s']:.1f} ms | {r['steps_per_s_bare']:.1f} | {r['eval_s']:.2f} s | "
-              f"{r['total_min']:.0f} min ({r['n_evals']} evaluations) | {r['steps_per_s_logged']:.1f} | "
-              f"{100 * r['eval_share']:.1f}% |")
+    print("\n" + markdown_table(
+        ["threads", "training step", "steps/s (bare)", "one evaluation", "paper preset: 1e5 steps + evaluations",
+         "steps/s with logging", "evaluation share"],
+        [[r["threads"], f"{1e3 * r['step_s']:.1f} ms", f"{r['steps_per_s_bare']:.1f}", f"{r['eval_s']:.2f} s",
+          f"{r['total_min']:.0f} min ({r['n_evals']} evaluations)", f"{r['steps_per_s_logged']:.1f}",
+          f"{100 * r['eval_share']:.1f}%"] for r in rows]))
     return rows
 
 

@@ -10,7 +10,7 @@ in one process and with the same thread count, and checks that both give the sam
     python -m benchmarks.bench_metrics --quick         # smoke test (< 20 s): smaller loop subsamples,
                                                        # a 10k-sample CIFAR "epoch", one repeat
 
-Timing: time.perf_counter. The `common` functions and the fast loops (regulariser row) are called
+Timing: time.perf_counter, the device synchronised before each read (benchmarks/timing.py). The `common` functions and the fast loops (regulariser row) are called
 once to warm up, then timed `--repeats` times (each repeat runs enough calls to last >= 50 ms)
 and the median per call is reported. The slow loops run once (after a warm-up on a few rows).
 A loop that is linear in the rows it visits (KDE over validation points, per-sample flatness in
@@ -35,8 +35,9 @@ import torch.nn.functional as F
 if __package__ in (None, ""):  # run as `python benchmarks/bench_metrics.py`: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import (ArgumentParser, UsageError, class_mean_angles, entry_point, ncc, neural_collapse,  # noqa: E402
-                    relative_flatness_bound, relative_flatness_exact, representativeness)
+from benchmarks.timing import timed  # noqa: E402
+from common import (ArgumentParser, UsageError, class_mean_angles, entry_point, markdown_table, ncc,  # noqa: E402
+                    neural_collapse, relative_flatness_bound, relative_flatness_exact, representativeness)
 
 # Shapes of the paper's experiments.
 GROK_TRAIN, GROK_VAL, GROK_CLASSES, GROK_VOCAB = 4704, 4705, 97, 239  # mod-97 addition, 50/50 split
@@ -157,9 +158,7 @@ def _logits_for(labels: torch.Tensor, num_classes: int, gen: torch.Generator) ->
 
 
 def _time_once(fn):
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
+    return timed(fn)
 
 
 def _time_fast(fn, repeats: int):
@@ -180,10 +179,7 @@ def _time_fast(fn, repeats: int):
 
 
 def _time_calls(fn, number: int):
-    start = time.perf_counter()
-    for _ in range(number):
-        value = fn()
-    return time.perf_counter() - start, value
+    return timed(fn, number)
 
 
 def _rel_diff(loop_value, vector_value) -> float:
@@ -364,15 +360,15 @@ def _cpu_name() -> str:
 def format_table(rows) -> str:
     header = ["metric", "inputs", "`common` (vectorised)", "loop (original)", "loop / vectorised", "target",
               "target met", "max rel. diff", "loop timing"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    table = []
     for row in rows:
         approx = "extrapolated" in row["loop_note"]
         cells = [row["metric"], row["inputs"], _fmt_time(row["vectorised_s"]), _fmt_time(row["loop_s"], approx),
                  f"{row['speedup']:,.0f}x" if row["speedup"] is not None else "n/a", row["target"] or "-",
                  {True: "yes", False: "no", None: "-"}[row["target_met"]],
                  f"{row['rel_diff']:.1e}" if row["rel_diff"] is not None else "n/a", row["loop_note"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table.append(cells)
+    return markdown_table(header, table).rstrip("\n")
 
 
 @entry_point

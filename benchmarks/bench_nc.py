@@ -6,7 +6,7 @@
 For each shape: a training step without and with the NCC regulariser (forward, loss, backward, SGD
 step), timed alternately so that both see the same machine state, median of the per-pair ratios; the
 regulariser's own work (batch NCC forward and its backward into the features), timed alone, against
-the step; and the metric computation of one epoch (`nc_experiments.train.split_metrics` on both
+the step; and the metric computation of one epoch (`common.images.split_metrics` on both
 splits: NCC, RF bound and exact, ||W||, NC1-NC4, the angles; the eval forward passes not included)
 against the training time of one epoch (steps per epoch x the measured step). Inputs are random
 tensors of the experiments' shapes: step and metric cost do not depend on the values.
@@ -15,14 +15,13 @@ tensors of the experiments' shapes: step and metric cost do not depend on the va
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from common import ArgumentParser, capture_features, ncc
-from nc_experiments.model import ResNet18
-from nc_experiments.train import split_metrics
+from benchmarks.timing import timed
+from common import ArgumentParser, capture_features, markdown_table, ncc
+from common.images import ResNet18, split_metrics
 
 SHAPES = {  # name: (channels, image size, width, CIFAR stem, train images, val images)
     "cpu preset (Fashion-MNIST 16x16, width 16)": (1, 16, 16, True, 1000, 1000),
@@ -31,9 +30,7 @@ SHAPES = {  # name: (channels, image size, width, CIFAR stem, train images, val 
 
 
 def _seconds(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return timed(fn)[0]
 
 
 def _median_time(fn, repeats):
@@ -93,13 +90,12 @@ def main(argv=None):
     finally:
         torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} alternating step pairs\n")
-    print("| shapes | training step | with NCC regulariser | step ratio - 1 (median of pairs) | "
-          "regulariser alone (NCC fwd + bwd) | epoch metrics | training epoch (steps x step) | metrics / epoch |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['shape']} | {1e3 * r['step_s']:.1f} ms | {1e3 * r['step_reg_s']:.1f} ms | "
-              f"{100 * r['reg_overhead']:+.1f}% | {1e3 * r['reg_s']:.2f} ms ({100 * r['reg_share']:.2f}% of a step) | "
-              f"{r['metric_s']:.3f} s | {r['epoch_s']:.1f} s | {100 * r['metric_share']:.2f}% |")
+    print(markdown_table(
+        ["shapes", "training step", "with NCC regulariser", "step ratio - 1 (median of pairs)",
+         "regulariser alone (NCC fwd + bwd)", "epoch metrics", "training epoch (steps x step)", "metrics / epoch"],
+        [[r["shape"], f"{1e3 * r['step_s']:.1f} ms", f"{1e3 * r['step_reg_s']:.1f} ms", f"{100 * r['reg_overhead']:+.1f}%",
+          f"{1e3 * r['reg_s']:.2f} ms ({100 * r['reg_share']:.2f}% of a step)", f"{r['metric_s']:.3f} s",
+          f"{r['epoch_s']:.1f} s", f"{100 * r['metric_share']:.2f}%"] for r in rows]))
     return rows
 
 

@@ -16,12 +16,18 @@ Plumbing every experiment shares:
     save_checkpoint, load_checkpoint, CheckpointError   atomic checkpoints
     seed_everything           seeding
     log_grid_epochs, log_spaced_steps   evaluation schedules
-    ArgumentParser, UsageError, fail, entry_point       one-line CLI errors, exit code 2
+    ArgumentParser, UsageError, fail, entry_point       one-line CLI errors, exit code 2; Diverged, exit 1
+    Key, parse, Run, command_line, epoch_generator      every train.py's command line and run folder (config)
+    seed_band, markdown_table                           plot and benchmark helpers (plots)
+
+Image-classification ingredients (models, data, augmentation, per-split metrics): `common.images`.
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .cli import ArgumentParser, UsageError, entry_point, fail
+from .cli import ArgumentParser, Diverged, UsageError, entry_point, fail
+from .config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epoch_generator, parse
 from .features import FeatureCapture, capture_features
+from .plots import markdown_table, seed_band
 from .neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
 from .relative_flatness import prop52_bound, relative_flatness_bound, relative_flatness_exact
 from .representativeness import representativeness, representativeness_terms
@@ -37,5 +43,7 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "CheckpointError",
     "seed_everything", "get_rng_state", "set_rng_state",
     "log_grid_epochs", "log_spaced_steps",
-    "ArgumentParser", "UsageError", "fail", "entry_point",
+    "ArgumentParser", "UsageError", "Diverged", "fail", "entry_point",
+    "Key", "Run", "parse", "command_line", "epoch_generator", "POSITIVE", "NON_NEGATIVE",
+    "seed_band", "markdown_table",
 ]

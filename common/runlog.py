@@ -129,6 +129,12 @@ class RunLog:
         self._file.flush()
         return read_metrics(self.metrics_path)
 
+    def rows_and_close(self) -> list[dict]:
+        """The rows written, then close the log: what every train.py's `main` returns."""
+        rows = self.rows()
+        self.close()
+        return rows
+
     # Checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scheduler: Any = None, **extra: Any) -> None:

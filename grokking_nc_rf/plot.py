@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from common import UsageError, entry_point, load_runs  # noqa: E402
+from common import UsageError, entry_point, load_runs, markdown_table, seed_band  # noqa: E402
 from grokking_nc_rf import train  # noqa: E402
 
 def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
@@ -106,27 +106,23 @@ def check_table(frame: pd.DataFrame) -> str:
     per_seed = {seed: {name: float(fn(group.sort_values("step").reset_index(drop=True))) for name, fn in CHECKS.items()}
                 for seed, group in frame.groupby("seed")}
     seeds = sorted(per_seed)
-    lines = ["| check | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |", "|---|" + "---|" * (len(seeds) + 1)]
-    for name in CHECKS:
-        values = [per_seed[s][name] for s in seeds]
-        lines.append(f"| {name} | " + " | ".join(f"{v:.4g}" for v in values) + f" | {np.mean(values):.4g} |")
-    return "\n".join(lines) + "\n"
+    rows = [[name, *(per_seed[s][name] for s in seeds), float(np.mean([per_seed[s][name] for s in seeds]))]
+            for name in CHECKS]
+    return markdown_table(["check", *(f"seed {s}" for s in seeds), "mean"], rows)
 
 
 def _band(ax, frame, key, label, color, scale=1.0, **kw):
-    stats = frame[frame.step > 0].groupby("step")[key].agg(["mean", "min", "max"]) * scale
-    (line,) = ax.plot(stats.index, stats["mean"], label=label, color=color, **kw)
-    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, linewidth=0)
-    return line
+    """Mean over seeds with the min-max band, on the log step axis (step 0 left out)."""
+    return seed_band(ax, frame[frame.step > 0], key, label, color, scale=scale, **kw)
 
 
 ACCURACIES = [("train_acc_running", "train accuracy (%)", "tab:blue", 100),
               ("val_acc", "validation accuracy (%)", "tab:green", 100)]
 
 
-def twin_axis_figure(frame, path, left, right, left_label, right_label, title):
+def twin_axis_figure(frame, left, right, left_label, right_label, title):
     """Left-axis curves (key, label, color[, scale, line style dict]) against the right-axis curves
-    (key, label, color, scale) on a log step axis, as the paper's Fig. 1 and Fig. 8."""
+    (key, label, color, scale) on a log step axis, as the paper's Fig. 1 and Fig. 8. Returns the Figure."""
     fig, ax = plt.subplots(figsize=(8, 5))
     lines = [_band(ax, frame, *spec[:4], **(spec[4] if len(spec) > 4 else {})) for spec in left]
     ax.axhline(0, color="gray", linewidth=0.6)
@@ -137,11 +133,31 @@ def twin_axis_figure(frame, path, left, right, left_label, right_label, title):
     ax.legend(lines, [line.get_label() for line in lines], loc="center left", fontsize=9)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    return fig
 
 
-def panels(frame, path):
+def fig1(frame, band):
+    """Fig. 1 as the paper draws it: the original's sharpness2 (product-of-logits softmax, both positions'
+    features) and the train-side NCC and accuracy, each the mean over the last epoch's in-training passes."""
+    return twin_axis_figure(frame, [("train_rf_original_running", "relative flatness (original's sharpness2)", "tab:red")],
+                            ACCURACIES + [("train_ncc_running", "NCC (train, '=' position)", "tab:purple")],
+                            "relative flatness", "accuracy (%) / NCC", f"Fig. 1: grokking on a + b mod p ({band})")
+
+
+def fig8(frame, band):
+    """Fig. 8: representativeness (Petzka kernel, the reference code's weights) with the validation loss
+    drawn over it, and the accuracies."""
+    return twin_axis_figure(frame, [("representativeness", "representativeness (Petzka KDE)", "tab:orange", 1.0,
+                                     {"linewidth": 4}),
+                                    ("representativeness_val_loss", "validation loss at the answer (on top of it)",
+                                     "black", 1.0, {"linestyle": "--", "linewidth": 1.2})],
+                            ACCURACIES, "representativeness / validation loss", "accuracy (%)",
+                            f"Fig. 8: representativeness and accuracies ({band})")
+
+
+def panels(frame):
+    """Every logged curve family in six panels (accuracy, loss, NCC, relative flatness, representativeness,
+    NC1 and ||W_U||_F). Returns the Figure."""
     specs = [("accuracy", [("train_acc", "train"), ("val_acc", "validation"),
                            ("train_acc_running", "train, in-training epoch mean")], "linear"),
              ("loss", [("train_loss", "train"), ("val_loss", "validation")], "log"),
@@ -162,11 +178,10 @@ def panels(frame, path):
         ax.set(xscale="log", yscale=yscale, title=title, xlabel="optimization step")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def kde_terms(frame, path, band):
+def kde_terms(frame, band):
     """What representativeness is made of: the validation loss and, per reading of App. D, the KDE term
     subtracted from it (left), and their ratio (right)."""
     fig, axes = plt.subplots(1, 2, figsize=(15, 5))
@@ -183,8 +198,7 @@ def kde_terms(frame, path, band):
         ax.legend(fontsize=7)
     fig.suptitle(f"App. D: representativeness = validation loss - KDE term ({band})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 @entry_point
@@ -194,7 +208,7 @@ def main(argv=None):
     args, rest = parser.parse_known_args(argv)
     if args.run_group is None:
         rest = [a for a in rest if a != "--no_progress"]
-        args.run_group = train.parse_args(rest)[2].parent
+        args.run_group = train.parse_args(rest).run_dir.parent
     group = Path(args.run_group)
     frame = load_runs(group)
     if frame.empty:
@@ -203,24 +217,13 @@ def main(argv=None):
     figures = group / "figures"
     figures.mkdir(exist_ok=True)
     band = f"mean and min-max over {n_seeds} seeds"
-    # Fig. 1 as the paper draws it: the original's sharpness2 (product-of-logits softmax, both positions'
-    # features) and the train-side NCC and accuracy, each the mean over the last epoch's in-training passes.
-    twin_axis_figure(frame, figures / "fig1_grokking.png",
-                     [("train_rf_original_running", "relative flatness (original's sharpness2)", "tab:red")],
-                     ACCURACIES + [("train_ncc_running", "NCC (train, '=' position)", "tab:purple")],
-                     "relative flatness", "accuracy (%) / NCC", f"Fig. 1: grokking on a + b mod p ({band})")
-    twin_axis_figure(frame, figures / "fig8_representativeness.png",
-                     [("representativeness", "representativeness (Petzka KDE)", "tab:orange", 1.0, {"linewidth": 4}),
-                      ("representativeness_val_loss", "validation loss at the answer (on top of it)", "black", 1.0,
-                       {"linestyle": "--", "linewidth": 1.2})],
-                     ACCURACIES, "representativeness / validation loss", "accuracy (%)",
-                     f"Fig. 8: representativeness and accuracies ({band})")
-    kde_terms(frame, figures / "fig8_kde_terms.png", band)
-    panels(frame, figures / "fig1_panels.png")
+    for name, fig, dpi in (("fig1_grokking", fig1(frame, band), 130), ("fig8_representativeness", fig8(frame, band), 130),
+                           ("fig8_kde_terms", kde_terms(frame, band), 110), ("fig1_panels", panels(frame), 110)):
+        fig.savefig(figures / f"{name}.png", dpi=dpi)
+        plt.close(fig)
     table = onset_table(frame)
     table.to_csv(group / "onsets.csv")
-    markdown = "| run | " + " | ".join(table.columns) + " |\n|" + "---|" * (len(table.columns) + 1) + "\n"
-    markdown += "".join(f"| {idx} | " + " | ".join(row) + " |\n" for idx, row in table.iterrows())
+    markdown = markdown_table(["run", *table.columns], [[idx, *row] for idx, row in table.iterrows()])
     (group / "onsets.md").write_text(markdown)
     checks = check_table(frame)
     (group / "checks.md").write_text(checks)

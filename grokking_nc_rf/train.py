@@ -16,9 +16,7 @@ All seeds and the figures: `sh grokking_nc_rf/run_script.sh --preset cpu`.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -27,63 +25,74 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (ArgumentParser, RunLog, UsageError, entry_point, log_grid_epochs, log_spaced_steps, ncc,
-                    neural_collapse, relative_flatness_bound, relative_flatness_exact, representativeness_terms,
-                    seed_everything)
+from common import (POSITIVE, Diverged, Key, UsageError, RunLog, command_line, entry_point, epoch_generator, log_grid_epochs,
+                    log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound, relative_flatness_exact,
+                    representativeness_terms)
 from grokking_nc_rf.data import ANSWER_POS, EOS_POS, equations, split_indices, vocab_size
 from grokking_nc_rf.model import Transformer
 
 RHS = slice(ANSWER_POS, EOS_POS + 1)  # the two right-hand-side positions the loss uses
 
-# Presets change only what differs from the defaults; the defaults are the original run (docs/original_code.md §2.3-2.4).
+KEYS = {  # the defaults are the original run (docs/original_code.md §2.3-2.4)
+    "seed": Key(42, "model seed (initialisation and batch order)"),
+    "data_seed": Key(0, "seed of the train/validation split of the equations"),
+    "modulus": Key(97, "p: the equations a + b = c mod p"),
+    "train_fraction": Key(0.5, "fraction of all p^2 equations used for training"),
+    "split": Key("ordered", "ordered: (a, b) and (b, a) split independently (the original); unordered: "
+                            "commuted pairs on the same side", choices=("ordered", "unordered")),
+    "steps": Key(100_000, "optimizer steps"),
+    "batch_size": Key(512, "mini-batch size, at most half the training set (the original's rule)"),
+    "lr": Key(1e-4, "AdamW learning rate after the warm-up"),
+    "weight_decay": Key(1.0, "AdamW decoupled weight decay"),
+    "warmup_steps": Key(10, "linear learning-rate warm-up from 0, in steps"),
+    "beta1": Key(0.9, "AdamW beta1"),
+    "beta2": Key(0.98, "AdamW beta2"),
+    "d_model": Key(128, "transformer width"),
+    "n_layers": Key(2, "transformer blocks"),
+    "n_heads": Key(4, "attention heads"),
+    "eval_schedule": Key("original", "original: after the epochs of the original's 1.01x log grid; log_spaced: "
+                                     "EVAL_POINTS log-spaced steps", choices=("original", "log_spaced")),
+    "eval_points": Key(120, "evaluations of the log_spaced schedule"),
+    "bandwidth": Key(1.0, "KDE bandwidth of representativeness (App. D)"),
+    "sample_weight": Key(0.02, "App. D's per-sample weight of the KDE term"),
+}
 PRESETS = {
     "paper": {},
     # 10x the paper's lr: memorisation at ~750 steps, validation accuracy 99% at ~2-3k steps (README).
     "cpu": {"steps": 4000, "lr": 1e-3, "eval_schedule": "log_spaced", "eval_points": 80},
 }
-DEFAULTS = {
-    "seed": 42, "data_seed": 0, "modulus": 97, "train_fraction": 0.5, "split": "ordered",
-    "steps": 100_000, "batch_size": 512, "lr": 1e-4, "weight_decay": 1.0, "warmup_steps": 10,
-    "beta1": 0.9, "beta2": 0.98, "d_model": 128, "n_layers": 2, "n_heads": 4,
-    "eval_schedule": "original", "eval_points": 120, "bandwidth": 1.0, "sample_weight": 0.02,
+RULES = [
+    ("modulus", lambda v: v >= 2, ">= 2"),
+    ("train_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("steps", lambda v: v > 0, "> 0"),
+    ("batch_size", lambda v: v > 0, "> 0"),
+    ("lr", POSITIVE),
+    ("weight_decay", lambda v: 0 <= v < math.inf, ">= 0"),
+    ("warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("d_model", lambda v: v >= 1, ">= 1"),
+    ("n_layers", lambda v: v >= 1, ">= 1"),
+    ("n_heads", lambda v: v >= 1, ">= 1"),
+    ("eval_points", lambda v: v > 0, "> 0"),
+    ("bandwidth", POSITIVE),
+    ("sample_weight", POSITIVE),
+]
+OPTIONS = {
+    "save_features": Key(0, "keep the '=' features (float16) and W_U at N log-spaced evaluations in "
+                            "<run>/features.npz; logits = features @ W_U^T (N=40: ~100 MB for p=97)"),
 }
 
 
-def parse_args(argv):
-    parser = ArgumentParser(prog="python -m grokking_nc_rf.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    for key, value in DEFAULTS.items():
-        choices = {"split": ["ordered", "unordered"], "eval_schedule": ["original", "log_spaced"]}.get(key)
-        parser.add_argument(f"--{key}", type=type(value), choices=choices, default=None,
-                            help=f"default {value} (paper), preset cpu: {PRESETS['cpu'].get(key, value)}")
-    parser.add_argument("--out_dir", default="runs", help="runs go to OUT_DIR/grokking_nc_rf/<run>/seed_<k>")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no_progress", action="store_true",
-                        help="print one line per evaluation instead of a progress bar (the default off a terminal)")
-    parser.add_argument("--save_features", type=int, default=0, metavar="N",
-                        help="keep the '=' features (float16) and W_U at N log-spaced evaluations in "
-                             "<run>/features.npz; logits = features @ W_U^T (N=40: ~100 MB for p=97)")
-    args = parser.parse_args(argv)
-    overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    config = {**DEFAULTS, **PRESETS[args.preset], **overrides, "preset": args.preset}
-    for key, ok, rule in [("modulus", config["modulus"] >= 2, ">= 2"), ("steps", config["steps"] > 0, "> 0"),
-                          ("lr", 0 < config["lr"] < math.inf, "> 0 and finite"), ("train_fraction", 0 < config["train_fraction"] < 1,
-                                                            "in (0, 1)"),
-                          ("batch_size", config["batch_size"] > 0, "> 0"), ("eval_points", config["eval_points"] > 0,
-                                                                            "> 0"),
-                          ("weight_decay", config["weight_decay"] >= 0, ">= 0"),
-                          ("bandwidth", 0 < config["bandwidth"] < math.inf, "> 0 and finite"),
-                          ("sample_weight", 0 < config["sample_weight"] < math.inf, "> 0 and finite")]:
-        if not ok:
-            raise UsageError(f"--{key} must be {rule}, got {config[key]}")
+def check(config, args):
+    if config["d_model"] % config["n_heads"]:
+        raise UsageError(f"--d_model {config['d_model']} must be divisible by --n_heads {config['n_heads']}")
     if args.save_features < 0:
         raise UsageError(f"--save_features must be >= 0, got {args.save_features}")
-    # The run folder is named from the preset and what the command line changed, so a rerun finds it.
-    changed = "".join(f"_{k}{v}" for k, v in sorted(overrides.items()) if k != "seed" and PRESETS[args.preset].get(
-        k, DEFAULTS[k]) != v)
-    run_dir = Path(args.out_dir) / "grokking_nc_rf" / (args.preset + changed) / f"seed_{config['seed']}"
-    return args, config, run_dir
+
+
+def parse_args(argv):
+    return parse(argv, "grokking_nc_rf", __doc__, KEYS, PRESETS, RULES, OPTIONS, check)
 
 
 def eval_steps(config, batches_per_epoch):
@@ -131,41 +140,44 @@ def record_step(window, slot, hidden, logits, targets, weight):
 
 @torch.no_grad()
 def evaluate(model, data, config):
-    """One row of metrics from one full-batch forward pass per split, and the (hidden, logits) per split.
+    """One row of metrics from one full-batch forward pass per split, and those passes
+    ({split: (hidden (N, 2, d), logits (N, 2, V))} at the right-hand-side positions).
     Raises FloatingPointError when the training loss is not finite (divergence)."""
-    row, out = {}, {}
-    for split in ("train", "val"):
-        hidden, logits, loss, acc = forward_rhs(model, *data[split])
-        out[split] = hidden, logits
+    row, passes = {}, {}
+    for split, (inputs, targets) in data.items():
+        hidden, logits, loss, acc = forward_rhs(model, inputs, targets)
+        passes[split] = hidden, logits
         row[f"{split}_loss"], row[f"{split}_acc"] = loss.item(), acc.item()
     if not math.isfinite(row["train_loss"]):
         raise FloatingPointError(row["train_loss"])
-    weight = model.unembed.weight.double()  # (V, d) W_U, all vocabulary rows
-    for split in ("train", "val"):
-        hidden, logits = out[split]
-        phi, answers = hidden[:, 0].double(), data[split][1][:, 0]  # '=' features, answer labels
-        row[f"{split}_ncc"] = ncc(phi, answers).item()
-        row[f"{split}_rf_bound"] = relative_flatness_bound(phi, weight).item()
-        row[f"{split}_rf_exact"] = relative_flatness_exact(phi, weight).item()
-    hidden, logits = out["train"]
+    w_u = model.unembed.weight.double()  # (V, d) the unembedding, all vocabulary rows
+    # Measured where the answer is predicted: the hidden state at '=' (N, d), its logits (N, V), and the
+    # answer tokens (N,) as class labels.
+    at_eq = {split: passes[split][0][:, 0] for split in data}
+    logits_at_eq = {split: passes[split][1][:, 0] for split in data}
+    answers = {split: targets[:, 0] for split, (_, targets) in data.items()}
+    for split in data:
+        row[f"{split}_ncc"] = ncc(at_eq[split].double(), answers[split]).item()
+        row[f"{split}_rf_bound"] = relative_flatness_bound(at_eq[split].double(), w_u).item()
+        row[f"{split}_rf_exact"] = relative_flatness_exact(at_eq[split].double(), w_u).item()
     # The original's variant (docs/original_code.md §2.4): softmax of the product of both RHS logits, both features.
-    row["train_rf_original"] = relative_flatness_bound(hidden.flatten(1).double(), weight,
+    hidden, logits = passes["train"]
+    row["train_rf_original"] = relative_flatness_bound(hidden.flatten(1).double(), w_u,
                                                        logits=(logits[:, 0] * logits[:, 1]).double()).item()
-    row["w_norm"] = weight.norm().item()
-    nc = neural_collapse(hidden[:, 0].double(), data["train"][1][:, 0], weight)
+    row["w_norm"] = w_u.norm().item()
+    nc = neural_collapse(at_eq["train"].double(), answers["train"], w_u)
     row.update({f"train_{k}": v.item() for k, v in nc.items()})
     # App. D: representativeness = validation loss - KDE term, both logged, for each kernel and each
     # reading of the weights (README: with the reference code's weights the KDE term is ~1e-4 of the value).
-    (h_tr, z_tr), (h_va, z_va) = out["train"], out["val"]
     for kernel, prefix in (("petzka", "representativeness"), ("gaussian", "representativeness_gaussian")):
-        terms = representativeness_terms(h_tr[:, 0], z_tr[:, 0], h_va[:, 0], z_va[:, 0], data["val"][1][:, 0],
-                                         bandwidth=config["bandwidth"], kernel=kernel,
+        terms = representativeness_terms(at_eq["train"], logits_at_eq["train"], at_eq["val"], logits_at_eq["val"],
+                                         answers["val"], bandwidth=config["bandwidth"], kernel=kernel,
                                          weights=("normalised", "as_given"), sample_weight=config["sample_weight"])
         row["representativeness_val_loss"] = terms["val_loss"].item()
         for weights, key in (("normalised", prefix), ("as_given", prefix + "_as_given")):
             row[key + "_kde"] = terms[f"kde_{weights}"].item()
             row[key] = row["representativeness_val_loss"] - row[key + "_kde"]
-    return row, out
+    return row, passes
 
 
 def pack_features(run_dir: Path) -> None:
@@ -185,11 +197,9 @@ def pack_features(run_dir: Path) -> None:
 
 @entry_point
 def main(argv=None):
-    args, config, run_dir = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    seed_everything(config["seed"])
+    run = parse_args(argv)
+    args, config, run_dir, device = run
+    run.setup()
 
     # Data: all equations on the device, split by the data seed (independent of the model seed).
     inputs, targets = equations(config["modulus"])
@@ -209,12 +219,10 @@ def main(argv=None):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / config["warmup_steps"], 1.0)
                                                   if config["warmup_steps"] > 0 else 1.0)
 
-    log = RunLog(run_dir, config, argv=sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]),
-                 device=str(device))
+    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device))
     if log.finished:
         print(f"{run_dir}: already finished ({config['steps']} steps); nothing to do")
-        log.close()
-        return json.loads(log.finished_path.read_text())
+        return log.rows_and_close()
     state = log.resume(model, optimizer, scheduler, map_location=device)
     step = state["step"] if state is not None else 0
     times = state["extra"]["times"] if state is not None else {"train_s": 0.0, "eval_s": 0.0}
@@ -228,19 +236,15 @@ def main(argv=None):
     print(f"{run_dir}: {'resuming at step ' + str(step) if step else 'new run'}; {n_train} train / "
           f"{len(val_idx)} val equations, batch {batch_size}, {len(schedule)} evaluations")
 
-    def stop_diverged(loss):
-        bar.close()
-        log.close()
-        print(f"error: training diverged at step {step} (loss {loss}); the last good checkpoint "
-              f"is kept in {run_dir}; try a smaller --lr", file=sys.stderr)
-        raise SystemExit(1)
-
     def evaluate_and_log():
         start = time.perf_counter()
         try:
             metrics, out = evaluate(model, data, config)
-        except FloatingPointError as loss:
-            stop_diverged(loss)
+        except FloatingPointError as loss:  # checked at evaluations only: no host sync in the step loop
+            bar.close()
+            log.close()
+            raise Diverged(f"training loss {loss} at step {step}; the last good checkpoint (the previous "
+                           f"evaluation) is kept in {run_dir}; try a smaller --lr") from None
         row = {"step": step, "epoch": step / batches_per_epoch, "lr": scheduler.get_last_lr()[0], **metrics}
         if step:  # mean over the samples of the last min(step, batches_per_epoch) steps
             rf_sum, correct, seen = window["sums"].sum(0).tolist()
@@ -263,23 +267,21 @@ def main(argv=None):
                             window={k: v.cpu() for k, v in window.items()})
         return row
 
-    show_bar = not args.no_progress and sys.stderr.isatty()  # in a log file: one line per evaluation instead
-    bar = tqdm(total=config["steps"], initial=step, disable=not show_bar, dynamic_ncols=True, unit="step")
+    bar = tqdm(total=config["steps"], initial=step, disable=not run.progress, dynamic_ncols=True, unit="step")
     if step == 0:
         evaluate_and_log()
     pending = [s for s in schedule if s > step]
+    order = None
     while step < config["steps"]:
         start = time.perf_counter()
         epoch, batch = divmod(step, batches_per_epoch)
-        # One permutation per epoch from (seed, epoch): a resumed run sees the same batches.
-        generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
-        order = torch.randperm(n_train, generator=generator)[batch * batch_size:(batch + 1) * batch_size]
-        x, y = data["train"][0][order.to(device)], data["train"][1][order.to(device)]
+        if order is None or batch == 0:  # one permutation per epoch from (seed, epoch): the same after a resume
+            order = torch.randperm(n_train, generator=epoch_generator(config["seed"], epoch)).to(device)
+        idx = order[batch * batch_size:(batch + 1) * batch_size]
+        x, y = data["train"][0][idx], data["train"][1][idx]
         hidden = model(x, RHS)  # (B, 2, d): the last block only where the loss is
         logits = model.unembed(hidden)  # (B, 2, V)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        if not torch.isfinite(loss):
-            stop_diverged(loss.item())
         record_step(window, step % batches_per_epoch, hidden, logits, y, model.unembed.weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -293,7 +295,7 @@ def main(argv=None):
             row = evaluate_and_log()
             line = "  ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc",
                                                           "train_ncc_running", "train_rf_original_running", "representativeness"))
-            if show_bar:
+            if run.progress:
                 bar.set_postfix_str(line.replace("train_rf_original_running", "rf").replace("train_ncc_running", "ncc")
                                     .replace("representativeness", "rep"))
             else:
@@ -303,10 +305,9 @@ def main(argv=None):
                "steps_per_s_train": step / max(1e-9, times["train_s"])}
     pack_features(run_dir)
     log.mark_finished(summary)
-    log.close()
     print(f"{run_dir}: done; train {times['train_s']:.0f} s, evaluation {times['eval_s']:.0f} s "
           f"({100 * summary['eval_fraction']:.1f}% of the time)")
-    return summary
+    return log.rows_and_close()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import UsageError, entry_point, load_runs  # noqa: E402
+from common import UsageError, entry_point, load_runs, markdown_table, seed_band  # noqa: E402
 from nc_experiments import train  # noqa: E402
 
 SEEDS = ("1", "42", "15213")  # App. B
@@ -74,16 +74,11 @@ def _label(frame):
     return f"REG (lambda={first['lam']:g})" + augment
 
 
-def _band(ax, frame, key, label, color, style="-"):
-    stats = frame.groupby("epoch")[key].agg(["mean", "min", "max"])
-    ax.plot(stats.index, stats["mean"], style, color=color, label=label)
-    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
-
-
 def _panel(ax, groups, keys, title, yscale="linear", colors=COLORS):
+    """One line per run group and key (solid, then dashed): the mean over seeds with the min-max band."""
     for (label, frame), color in zip(groups, colors):
         for key, style in zip(keys, ["-", "--"]):
-            _band(ax, frame, key, f"{label} {key}", color, style)
+            seed_band(ax, frame, key, f"{label} {key}", color, x="epoch", alpha=0.15, linestyle=style)
     ax.set(title=title, xlabel="epoch", yscale=yscale)
     ax.legend(fontsize=7)
 
@@ -93,40 +88,45 @@ def _values_note(suffix):
         "train side: the original's in-training epoch means, as the paper plots"
 
 
-def fig2(groups, out, suffix):
+def fig2(groups, suffix=""):
+    """Fig. 2: accuracies, RF bound and NCC of each run group. Returns the Figure."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     fig.suptitle(f"Fig. 2 ({_values_note(suffix)})")
     _panel(axes[0], groups, ["train_acc", "val_acc"], "(a) accuracy (solid: train, dashed: validation)")
     _panel(axes[1], groups, ["train_rf_bound"], "(b) relative flatness (Lemma A.2 bound)", "log")
     _panel(axes[2], groups, ["train_ncc"], "(c) NCC (train)", "log")
     fig.tight_layout()
-    fig.savefig(out / f"fig2{suffix}.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def fig3(groups, suffix=""):
+    """Fig. 3: the pairwise class-mean angles at the last epoch, one line per seed, against the simplex angle."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for (label, frame), color in zip(groups, COLORS):
         last = frame[frame.epoch == frame.epoch.max()]
         for k, angles in enumerate(last["train_angles"]):  # one line per seed: a mean would hide the spread
             ax.plot(np.arange(len(angles)), angles, "o-", color=color, markersize=3, linewidth=0.8, alpha=0.7,
                     label=f"{label} ({len(last)} seeds)" if k == 0 else None)
-    ax.axhline(frame["simplex_angle"].iloc[0], color="black", linestyle=":", label="simplex angle")
+    ax.axhline(groups[0][1]["simplex_angle"].iloc[0], color="black", linestyle=":", label="simplex angle")
     ax.set(title=f"Fig. 3: pairwise class-mean angles at the last epoch\n({_values_note(suffix)})", xlabel="class pair",
            ylabel="degrees")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / f"fig3{suffix}.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def fig5(groups, suffix=""):
+    """Fig. 5: the training loss as the original logs it (CE - lambda NCC) and the validation CE."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     _panel(ax, groups, ["train_loss_total", "val_loss"],
            "Fig. 5: losses (solid: train, CE - lambda NCC as logged by the original; dashed: validation CE)")
     fig.tight_layout()
-    fig.savefig(out / f"fig5{suffix}.png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def fig_rows(groups, out, name, suffix):
-    """Figs. 6, 7: one row per lambda (accuracies, RF bound, NCC, losses), the baseline in grey in each."""
+def fig_rows(groups, name, suffix=""):
+    """Figs. 6, 7: one row per lambda (accuracies, RF bound, NCC, losses), the baseline in grey in each.
+    Returns the Figure."""
     baseline = [(label, frame) for label, frame in groups if frame["regularizer"].iloc[0] == "none"]
     regularised = [(label, frame) for label, frame in groups if frame["regularizer"].iloc[0] != "none"]
     fig, axes = plt.subplots(len(regularised), 4, figsize=(18, 3.4 * len(regularised)), squeeze=False)
@@ -136,28 +136,27 @@ def fig_rows(groups, out, name, suffix):
                                            ["accuracy", "RF bound", "NCC", "losses"], ["linear", "log", "log", "linear"]):
             _panel(ax, [*baseline, (label, frame)], keys, f"{label}: {title}", yscale,
                    colors=["tab:gray"] * len(baseline) + [color])
-    fig.suptitle(f"{name[:4].replace('fig', 'Fig. ')} ({_values_note(suffix)})")
+    fig.suptitle(f"{name.replace('fig', 'Fig. ')} ({_values_note(suffix)})")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
-    fig.savefig(out / f"{name}.png", dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def summary(groups):
     """Markdown table, one row per run: final accuracies, NCC minimum and final value, final RF bound,
     and the lowest train accuracy after epoch 10 (a collapse shows there)."""
-    lines = ["| run | seed | final train / val acc | lowest train acc after epoch 10 (epoch) | "
-             "train NCC: minimum (epoch) | final train NCC | final RF bound | final class-mean angles: "
-             "mean abs. deviation from the simplex angle, min-max (deg) |", "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for label, frame in groups:
         for seed, run in frame.sort_values("epoch").groupby("seed"):
             last, late = run.iloc[-1], run[run.epoch > 10]
             low = late.loc[late.train_acc.idxmin()] if len(late) else last
             ncc_min = run.loc[run.train_ncc.idxmin()]
-            lines.append(f"| {label} | {seed} | {last.train_acc:.3f} / {last.val_acc:.3f} | "
-                         f"{low.train_acc:.3f} ({low.epoch:.0f}) | {ncc_min.train_ncc:.3g} ({ncc_min.epoch:.0f}) | "
-                         f"{last.train_ncc:.3g} | {last.train_rf_bound:.3g} | {np.mean(np.abs(np.subtract(last.train_angles, last.simplex_angle))):.1f}, "
-                         f"{np.min(last.train_angles):.1f}-{np.max(last.train_angles):.1f} |")
-    return "\n".join(lines)
+            rows.append([label, seed, f"{last.train_acc:.3f} / {last.val_acc:.3f}", f"{low.train_acc:.3f} ({low.epoch:.0f})",
+                         f"{ncc_min.train_ncc:.3g} ({ncc_min.epoch:.0f})", f"{last.train_ncc:.3g}", f"{last.train_rf_bound:.3g}",
+                         f"{np.mean(np.abs(np.subtract(last.train_angles, last.simplex_angle))):.1f}, "
+                         f"{np.min(last.train_angles):.1f}-{np.max(last.train_angles):.1f}"])
+    return markdown_table(["run", "seed", "final train / val acc", "lowest train acc after epoch 10 (epoch)",
+                           "train NCC: minimum (epoch)", "final train NCC", "final RF bound",
+                           "final class-mean angles: mean abs. deviation from the simplex angle, min-max (deg)"], rows)
 
 
 @entry_point
@@ -170,14 +169,14 @@ def main(argv=None):
                              "(default), or an eval-mode pass after each epoch (figures named *_eval.png)")
     args, rest = parser.parse_known_args(argv)
     rest = [a for a in rest if a != "--no_progress"]
-    preset = train.parse_args(rest)[1]["preset"]
+    preset = train.parse_args(rest).config["preset"]
     runs = figure_runs(args.figure, preset)
     if args.list_runs:
         print("\n".join(" ".join(flags) for flags in runs))
         return runs
     seeds_in = {}  # run-group folder -> the seeds this figure takes from it (fig6 uses seed 42 of fig2's runs)
     for flags in runs:
-        _, config, run_dir = train.parse_args(rest + flags)
+        _, config, run_dir, _ = train.parse_args(rest + flags)
         seeds_in.setdefault(run_dir.parent, []).append(config["seed"])
         if not (run_dir / "finished.json").exists():
             print(f"note: {run_dir} is not finished; plotting what is there")
@@ -193,9 +192,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.values == "running" else "_eval"
     if args.figure == "fig2":
-        fig2(groups, out, suffix)
+        made = {"fig2": fig2(groups, suffix), "fig3": fig3(groups, suffix), "fig5": fig5(groups, suffix)}
     else:
-        fig_rows(groups, out, args.figure + suffix, suffix)
+        made = {args.figure: fig_rows(groups, args.figure, suffix)}
+    for name, fig in made.items():
+        fig.savefig(out / f"{name}{suffix}.png", dpi=110 if args.figure == "fig2" else 100)
+        plt.close(fig)
     print(f"train-side values: {'in-training epoch means (as the paper)' if suffix == '' else 'eval-mode pass'}")
     print(summary(groups))
     print(f"{args.figure}: figures in {out}")

@@ -1,4 +1,4 @@
-"""CIFAR-10 (paper preset) and Fashion-MNIST (CPU preset) as tensors in memory, class-balanced subsets.
+"""CIFAR-10 (paper presets) and Fashion-MNIST (CPU presets) as tensors in memory, class-balanced subsets.
 
 CIFAR-10 comes through torchvision (`--data_dir`, `--download` where the internet is reachable).
 Fashion-MNIST is read from the four standard idx files (.gz or not), as Debian's
@@ -15,13 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import UsageError
+from ..cli import UsageError
 
 # App. B: the main experiments normalise with mean = std = 0.5; the augmentation ablation (Fig. 7)
 # with the CIFAR-10 channel statistics.
 CIFAR_ORIGINAL_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 CIFAR_AUGMENT_NORM = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 FASHION_MNIST_NORM = ((0.2860,), (0.3530,))  # training-set statistics
+DATASETS = ("cifar10", "fashion_mnist")
 FASHION_MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                        False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -99,3 +100,42 @@ def to_float(images: torch.Tensor, norm: tuple[tuple[float, ...], tuple[float, .
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in norm)
     return (x - mean) / std
+
+
+def normalisation(dataset: str, augment: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel: App. B's 0.5 / 0.5 for CIFAR-10, its channel statistics with augmentation
+    (Fig. 7), the training-set statistics for Fashion-MNIST."""
+    if dataset == "cifar10":
+        return CIFAR_AUGMENT_NORM if augment else CIFAR_ORIGINAL_NORM
+    return FASHION_MNIST_NORM
+
+
+def load_splits(dataset: str, data_dir: str | Path, train_size: int = 0, val_size: int = 0,
+                image_size: int | None = None, seed: int = 0, augment: bool = False,
+                download: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{"train": (x, y), "val": (x, y)}: normalised float32 images (N, C, H, W) and int64 labels.
+
+    A size of 0 keeps the whole split; otherwise a class-balanced subset drawn by `seed`. The
+    validation split is the data set's test split (as the paper). Missing data or a size larger than
+    the split raise UsageError."""
+    norm = normalisation(dataset, augment)
+    out = {}
+    for split, train, size in (("train", True, train_size), ("val", False, val_size)):
+        if dataset == "cifar10":
+            images, labels = load_cifar10(data_dir, train, download)
+        else:
+            images, labels = load_fashion_mnist(data_dir, train)
+        if size > len(labels):
+            raise UsageError(f"--{split}_size {size} is larger than the {len(labels)} {split} images")
+        if size:
+            keep = balanced_subset(labels, size, seed)
+            images, labels = images[keep], labels[keep]
+        out[split] = to_float(images, norm, image_size), labels
+    return out
+
+
+def black_pixel(dataset: str, augment: bool = False) -> torch.Tensor:
+    """(C,) the value of a black pixel after normalisation: what torchvision's RandomCrop pads with when
+    it runs before Normalize, as in the original's transform pipeline."""
+    mean, std = normalisation(dataset, augment)
+    return -torch.tensor(mean) / torch.tensor(std)

@@ -1,0 +1,63 @@
+"""The per-epoch measurement of an image classifier: one eval-mode pass per split, then the metrics."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..features import capture_features
+from ..neural_collapse import class_mean_angles, ncc, neural_collapse, simplex_angle
+from ..relative_flatness import relative_flatness_bound, relative_flatness_exact
+
+__all__ = ["features_and_logits", "split_metrics", "evaluate", "upper_triangle"]
+
+
+@torch.no_grad()
+def features_and_logits(model: nn.Module, head: nn.Module, x: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """Eval-mode pass over a whole split in chunks: (features (N, D) = the input of `head`, logits (N, C))."""
+    features, logits = [], []
+    with capture_features(model, head) as cap:
+        for i in range(0, len(x), chunk):
+            logits.append(model(x[i:i + chunk]))
+            features.append(cap.features)
+    return torch.cat(features), torch.cat(logits)
+
+
+def upper_triangle(matrix: Tensor) -> Tensor:
+    """The entries above the diagonal of a (C, C) matrix, row by row: one value per class pair."""
+    return matrix[torch.triu_indices(len(matrix), len(matrix), 1).unbind()]
+
+
+@torch.no_grad()
+def split_metrics(split: str, features: Tensor, logits: Tensor, labels: Tensor, head: nn.Linear) -> dict:
+    """Loss, accuracy and NCC of one split; on the training split also the RF bound (Lemma A.2) and exact
+    value (Def. 3.2) of `head`, ||W||_F, NC1-NC4 and the pairwise class-mean angles (Fig. 3). Metrics in
+    float64 for the small values. Keys: <split>_loss, <split>_acc, <split>_ncc, and train_rf_bound,
+    train_rf_exact, w_norm, train_nc1..train_nc4, train_angle_mean, train_angle_std, train_angles,
+    simplex_angle."""
+    row = {f"{split}_loss": F.cross_entropy(logits, labels).item(),
+           f"{split}_acc": (logits.argmax(1) == labels).float().mean().item()}
+    phi = features.double()
+    row[f"{split}_ncc"] = ncc(phi, labels).item()
+    if split == "train":
+        weight, bias = head.weight.double(), head.bias.double()
+        row["train_rf_bound"] = relative_flatness_bound(phi, weight, bias).item()
+        row["train_rf_exact"] = relative_flatness_exact(phi, weight, bias).item()
+        row["w_norm"] = weight.norm().item()
+        row.update({f"train_{k}": v.item() for k, v in neural_collapse(phi, labels, weight, bias).items()})
+        angles = class_mean_angles(phi, labels)  # (C, C) degrees
+        pairs = upper_triangle(angles)
+        row.update(train_angle_mean=pairs.mean().item(), train_angle_std=pairs.std().item(),
+                   train_angles=pairs.tolist(), simplex_angle=simplex_angle(len(angles)))
+    return row
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, head: nn.Linear, data: dict[str, tuple[Tensor, Tensor]]) -> dict:
+    """One eval-mode pass over each split of `data` ({"train": (x, y), "val": (x, y)}) and its metrics."""
+    model.eval()
+    row = {}
+    for split, (x, y) in data.items():
+        row.update(split_metrics(split, *features_and_logits(model, head, x), y, head))
+    return row
