@@ -51,8 +51,8 @@ def measure(threads: int, steps: int, evals: int) -> dict:
     counter = iter(range(5 + steps))
     timed(lambda: step(next(counter)), 5)  # warm-up
     step_s = timed(lambda: step(next(counter)), steps)[0] / steps
-    train.evaluate(model, data, config)
-    eval_s = timed(lambda: train.evaluate(model, data, config), evals)[0] / evals
+    train.evaluate(model, model.unembed, data, config)
+    eval_s = timed(lambda: train.evaluate(model, model.unembed, data, config), evals)[0] / evals
     n_evals = len(train.eval_steps(config, batches_per_epoch=math.ceil(len(train_idx) / 512)))
     total = config["steps"] * step_s + n_evals * eval_s
     return {"threads": threads, "step_s": step_s, "eval_s": eval_s, "n_evals": n_evals,

@@ -106,11 +106,11 @@ def eval_steps(config, batches_per_epoch):
 
 
 @torch.no_grad()
-def forward_rhs(model, inputs, targets, chunk=512):
+def forward_rhs(model, head, inputs, targets, chunk=512):
     """Hidden states and logits at the two right-hand-side positions; loss and accuracy as the original.
     Full batch, computed in chunks of 512 rows (2x faster on a CPU than one 4704-row pass)."""
     hidden = torch.cat([model(inputs[i:i + chunk], RHS) for i in range(0, len(inputs), chunk)])  # (N, 2, d)
-    logits = model.unembed(hidden)  # (N, 2, V)
+    logits = head(hidden)  # (N, 2, V)
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     acc = (logits.argmax(-1) == targets).all(1).float().mean()  # both RHS tokens right
     return hidden, logits, loss, acc
@@ -139,18 +139,18 @@ def record_step(window, slot, hidden, logits, targets, weight):
 
 
 @torch.no_grad()
-def evaluate(model, data, config):
+def evaluate(model, head, data, config):
     """One row of metrics from one full-batch forward pass per split, and those passes
     ({split: (hidden (N, 2, d), logits (N, 2, V))} at the right-hand-side positions).
     Raises FloatingPointError when the training loss is not finite (divergence)."""
     row, passes = {}, {}
     for split, (inputs, targets) in data.items():
-        hidden, logits, loss, acc = forward_rhs(model, inputs, targets)
+        hidden, logits, loss, acc = forward_rhs(model, head, inputs, targets)
         passes[split] = hidden, logits
         row[f"{split}_loss"], row[f"{split}_acc"] = loss.item(), acc.item()
     if not math.isfinite(row["train_loss"]):
         raise FloatingPointError(row["train_loss"])
-    w_u = model.unembed.weight.double()  # (V, d) the unembedding, all vocabulary rows
+    w_u = head.weight.double()  # (V, d) the unembedding W_U, all vocabulary rows
     # Measured where the answer is predicted: the hidden state at '=' (N, d), its logits (N, V), and the
     # answer tokens (N,) as class labels.
     at_eq = {split: passes[split][0][:, 0] for split in data}
@@ -213,6 +213,7 @@ def main(argv=None):
 
     model = Transformer(vocab_size(config["modulus"]), config["d_model"], config["n_layers"],
                         config["n_heads"], 4 * config["d_model"]).to(device)
+    head = model.unembed  # W_U: the layer NCC and relative flatness are measured at (taken before any wrapping)
     # AdamW with decoupled decay on every parameter, linear warm-up from 0 (docs/original_code.md §2.3).
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], betas=(config["beta1"], config["beta2"]),
                                   eps=1e-8, weight_decay=config["weight_decay"])
@@ -239,7 +240,7 @@ def main(argv=None):
     def evaluate_and_log():
         start = time.perf_counter()
         try:
-            metrics, out = evaluate(model, data, config)
+            metrics, out = evaluate(model, head, data, config)
         except FloatingPointError as loss:  # checked at evaluations only: no host sync in the step loop
             bar.close()
             log.close()
@@ -257,7 +258,7 @@ def main(argv=None):
         log.append(row)
         if step in save_at:
             (run_dir / "features").mkdir(exist_ok=True)
-            torch.save({"step": step, "unembedding": model.unembed.weight.detach().cpu().clone(),
+            torch.save({"step": step, "unembedding": head.weight.detach().cpu().clone(),
                         "features": torch.cat([out[s][0][:, 0] for s in ("train", "val")]).half().cpu(),
                         "labels": torch.cat([data[s][1][:, 0] for s in ("train", "val")]).short().cpu(),
                         "is_train": torch.arange(n_train + len(val_idx)) < n_train},
@@ -280,9 +281,9 @@ def main(argv=None):
         idx = order[batch * batch_size:(batch + 1) * batch_size]
         x, y = data["train"][0][idx], data["train"][1][idx]
         hidden = model(x, RHS)  # (B, 2, d): the last block only where the loss is
-        logits = model.unembed(hidden)  # (B, 2, V)
+        logits = head(hidden)  # (B, 2, V)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        record_step(window, step % batches_per_epoch, hidden, logits, y, model.unembed.weight)
+        record_step(window, step % batches_per_epoch, hidden, logits, y, head.weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
