@@ -68,7 +68,11 @@ def main(argv=None):
     parser.add_argument("--evals", type=int, default=3, help="timed evaluations per thread count")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, python {platform.python_version()}, CPU {platform.processor() or platform.machine()}")
-    rows = [measure(t, args.steps, args.evals) for t in args.threads]
+    threads = torch.get_num_threads()
+    try:
+        rows = [measure(t, args.steps, args.evals) for t in args.threads]
+    finally:
+        torch.set_num_threads(threads)
     print("\n" + markdown_table(
         ["threads", "training step", "steps/s (bare)", "one evaluation", "paper preset: 1e5 steps + evaluations",
          "steps/s with logging", "evaluation share"],
