@@ -9,6 +9,8 @@ Metrics (tensors in, 0-dim tensor out, differentiable, device/dtype follow the i
     representativeness        App. D, KDE representativeness (Fig. 8)
     representativeness_terms  its two terms: validation loss and KDE term, per weighting of App. D
     prop52_bound              Prop. 5.2's right-hand side (a float)
+    rf_regulariser            Eq. (1)'s term as the rf_* experiments apply it (temperature, normalised features)
+    cap_weight_, Unplug       the classifier's norm cap and the unplug schedule (App. C and the released scripts)
 
 Plumbing every experiment shares:
     capture_features          forward pre-hook on the classifier: its input features
@@ -17,7 +19,7 @@ Plumbing every experiment shares:
     seed_everything           seeding
     log_grid_epochs, log_spaced_steps   evaluation schedules
     ArgumentParser, UsageError, fail, entry_point       one-line CLI errors, exit code 2; Diverged, exit 1
-    Key, parse, Run, command_line, epoch_generator      every train.py's command line and run folder (config)
+    Key, parse, with_defaults, Run, command_line, epoch_generator   every train.py's command line, run folder
     seed_band, markdown_table                           plot and benchmark helpers (plots)
 
 Image-classification ingredients (models, data, augmentation, per-split metrics): `common.images`.
@@ -25,10 +27,11 @@ Image-classification ingredients (models, data, augmentation, per-split metrics)
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .cli import ArgumentParser, Diverged, UsageError, entry_point, fail
-from .config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epoch_generator, parse
+from .config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epoch_generator, parse, with_defaults
 from .features import FeatureCapture, capture_features
 from .plots import markdown_table, seed_band
 from .neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
+from .regularisation import Unplug, cap_weight_, rf_regulariser
 from .relative_flatness import prop52_bound, relative_flatness_bound, relative_flatness_exact
 from .representativeness import representativeness, representativeness_terms
 from .runlog import RunLog, git_commit, load_runs, read_metrics
@@ -38,12 +41,13 @@ from .seeding import get_rng_state, seed_everything, set_rng_state
 __all__ = [
     "ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse", "class_mean_angles",
     "simplex_angle", "representativeness", "representativeness_terms", "prop52_bound", "class_statistics",
+    "rf_regulariser", "cap_weight_", "Unplug",
     "capture_features", "FeatureCapture",
     "RunLog", "load_runs", "read_metrics", "git_commit",
     "save_checkpoint", "load_checkpoint", "CheckpointError",
     "seed_everything", "get_rng_state", "set_rng_state",
     "log_grid_epochs", "log_spaced_steps",
     "ArgumentParser", "UsageError", "Diverged", "fail", "entry_point",
-    "Key", "Run", "parse", "command_line", "epoch_generator", "POSITIVE", "NON_NEGATIVE",
+    "Key", "Run", "parse", "with_defaults", "command_line", "epoch_generator", "POSITIVE", "NON_NEGATIVE",
     "seed_band", "markdown_table",
 ]

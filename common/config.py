@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -38,7 +38,7 @@ import torch
 from .cli import ArgumentParser, UsageError
 from .seeding import seed_everything
 
-__all__ = ["Key", "Run", "parse", "command_line", "epoch_generator", "POSITIVE", "NON_NEGATIVE"]
+__all__ = ["Key", "Run", "parse", "with_defaults", "command_line", "epoch_generator", "POSITIVE", "NON_NEGATIVE"]
 
 POSITIVE = (lambda v: 0 < v < math.inf, "> 0 and finite")
 NON_NEGATIVE = (lambda v: 0 <= v < math.inf, ">= 0 and finite")
@@ -97,6 +97,15 @@ def _help(name: str, key: Key, presets: dict) -> str:
     differing = "; ".join(f"{preset}: {values[name]}" for preset, values in presets.items()
                           if name in values and values[name] != key.default)
     return f"{key.help} [default {key.default}{'; ' + differing if differing else ''}]"
+
+
+def with_defaults(keys: dict[str, Key], **defaults: Any) -> dict[str, Key]:
+    """A copy of `keys` with other defaults for some of them (meaning, choices and type kept): how an
+    experiment takes shared keys (e.g. RF_KEYS) with its own paper values."""
+    unknown = set(defaults) - set(keys)
+    if unknown:
+        raise KeyError(f"no such keys: {sorted(unknown)}")
+    return {name: replace(key, default=defaults[name]) if name in defaults else key for name, key in keys.items()}
 
 
 def resolve_device(name: str) -> torch.device:

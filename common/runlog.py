@@ -145,6 +145,21 @@ class RunLog:
                  "scheduler": scheduler.state_dict() if scheduler is not None else None}
         save_checkpoint(self.checkpoint_path, state)
 
+    def start(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None,
+              map_location: str | torch.device = "cpu", unit: str = "epoch") -> dict | None:
+        """Where a train.py's loop begins: None when the run has finished (nothing to do; the caller returns
+        `rows_and_close()`), else the checkpoint resumed by `resume` or {"step": 0, "extra": {}} for a new
+        run. Prints one line saying which."""
+        if self.finished:
+            print(f"{self.run_dir}: already finished; nothing to do")
+            return None
+        state = self.resume(model, optimizer, scheduler, map_location=map_location)
+        if state is None:
+            print(f"{self.run_dir}: new run")
+            return {"step": 0, "extra": {}}
+        print(f"{self.run_dir}: resuming after {unit} {state['step']}")
+        return state
+
     def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None,
                map_location: str | torch.device = "cpu") -> dict | None:
         """Restore the last checkpoint into model/optimizer/scheduler and the global RNGs, and truncate

@@ -221,21 +221,18 @@ def main(argv=None):
                                                   if config["warmup_steps"] > 0 else 1.0)
 
     log = RunLog(run_dir, config, argv=command_line(argv), device=str(device))
-    if log.finished:
-        print(f"{run_dir}: already finished ({config['steps']} steps); nothing to do")
+    state = log.start(model, optimizer, scheduler, map_location=device, unit="step")
+    if state is None:
         return log.rows_and_close()
-    state = log.resume(model, optimizer, scheduler, map_location=device)
-    step = state["step"] if state is not None else 0
-    times = state["extra"]["times"] if state is not None else {"train_s": 0.0, "eval_s": 0.0}
+    step = state["step"]
+    times = state["extra"].get("times", {"train_s": 0.0, "eval_s": 0.0})
     # Fig. 1's train side: the original's values over the last epoch's in-training forward passes.
-    window = state["extra"]["window"] if state is not None else new_window(batches_per_epoch, batch_size,
-                                                                            config["d_model"])
+    window = state["extra"].get("window") or new_window(batches_per_epoch, batch_size, config["d_model"])
     window = {k: v.to(device) for k, v in window.items()}
     schedule = eval_steps(config, batches_per_epoch)
     picks = np.geomspace(1, len(schedule), args.save_features).round().astype(int) - 1 if args.save_features else []
     save_at = {schedule[i] for i in picks}
-    print(f"{run_dir}: {'resuming at step ' + str(step) if step else 'new run'}; {n_train} train / "
-          f"{len(val_idx)} val equations, batch {batch_size}, {len(schedule)} evaluations")
+    print(f"{n_train} train / {len(val_idx)} val equations, batch {batch_size}, {len(schedule)} evaluations")
 
     def evaluate_and_log():
         start = time.perf_counter()

@@ -16,34 +16,23 @@ train_rf_bound_running, w_norm_running, train_angles_running.
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (Diverged, Key, NON_NEGATIVE, POSITIVE, RunLog, class_mean_angles, capture_features,
+from common import (Key, NON_NEGATIVE, RunLog, class_mean_angles, capture_features,
                     command_line, entry_point, epoch_generator, ncc, parse, relative_flatness_bound)
-from common.images import (DATASETS, ResNet18, black_pixel, evaluate, load_splits, random_crop_flip,
-                           upper_triangle)
+from common.images import (DATA_KEYS, DATA_RULES, IMAGE_OPTIONS, RESNET_KEYS, SGD_KEYS, SGD_RULES, ResNet18, black_pixel, evaluate, num_batches,
+                           load_splits, train_batches, upper_triangle)
+from common.loop import EpochSums
 
 KEYS = {  # App. B: SGD lr 0.01, momentum 0.9, batch 64, no weight decay, constant lr, 250 epochs, lambda 1e-3
     "seed": Key(42, "model seed; also draws the data subsets, batch order and augmentation"),
-    "dataset": Key("cifar10", "training data (validation: its test split)", choices=DATASETS),
-    "train_size": Key(0, "class-balanced training subset size (0: all)"),
-    "val_size": Key(0, "class-balanced validation subset size (0: all)"),
-    "image_size": Key(32, "images resized to this side (bilinear, antialiased)"),
-    "augment": Key(False, "random crop (padding 1/8 of the side, black) and horizontal flip (Fig. 7)"),
-    "width": Key(64, "ResNet-18 channels of the first stage (64 = torchvision)"),
-    "cifar_stem": Key(False, "3x3 stride-1 stem without max-pool (Fig. 7) instead of torchvision's"),
-    "init": Key("pytorch", "initialisation: PyTorch's default (the original) or torchvision's",
-                choices=("torchvision", "pytorch")),
-    "epochs": Key(250, "training epochs"),
-    "batch_size": Key(64, "mini-batch size (the batch NCC is computed over the classes present)"),
-    "lr": Key(0.01, "SGD learning rate, constant"),
-    "momentum": Key(0.9, "SGD momentum"),
-    "weight_decay": Key(0.0, "SGD weight decay"),
+    **DATA_KEYS,
+    **RESNET_KEYS,
+    **SGD_KEYS,  # constant lr, no scheduler
     "regularizer": Key("ncc", "ncc: L = CE - lam * NCC(batch features); none: the baseline",
                        choices=("none", "ncc")),
     "lam": Key(1e-3, "lambda, the regulariser's weight"),
@@ -57,20 +46,11 @@ PRESETS = {
 RULES = [
     ("lam", NON_NEGATIVE),
     ("width", lambda v: v >= 1, ">= 1"),
-    ("epochs", lambda v: v > 0, "> 0"),
-    ("lr", POSITIVE),
-    ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("weight_decay", NON_NEGATIVE),
-    ("batch_size", lambda v: v > 1, "> 1"),
-    ("image_size", lambda v: v >= 8, ">= 8"),
-    ("train_size", lambda v: v >= 0, ">= 0 (0: all)"),
-    ("val_size", lambda v: v >= 0, ">= 0 (0: all)"),
+    *SGD_RULES,
+    *DATA_RULES,
 ]
 OPTIONS = {
-    "data_dir": Key("data", "CIFAR-10 root, or the folder of the Fashion-MNIST idx files"),
-    "download": Key(False, "let torchvision download CIFAR-10 into --data_dir"),
-    "channels_last": Key(False, "channels-last memory format (GPU)"),
-    "amp": Key(False, "bf16 autocast for the forward pass (GPU)"),
+    **IMAGE_OPTIONS,
     "running_metrics": Key(False, "also log the original's epoch values, which the paper plots: "
                                   "train_acc_running, train_ncc_running, train_rf_bound_running, w_norm_running, "
                                   "train_angles_running (docs/original_code.md §3.2)"),
@@ -102,32 +82,22 @@ def main(argv=None):
                                 weight_decay=config["weight_decay"])  # constant lr, no scheduler (App. B)
 
     log = RunLog(run_dir, config, argv=command_line(argv), device=str(device))
-    if log.finished:
-        print(f"{run_dir}: already finished ({config['epochs']} epochs); nothing to do")
+    state = log.start(model, optimizer, map_location=device)
+    if state is None:
         return log.rows_and_close()
-    state = log.resume(model, optimizer, map_location=device)
-    epoch = state["step"] if state is not None else 0
-    print(f"{run_dir}: {'resuming after epoch ' + str(epoch) if epoch else 'new run'}; "
-          f"{len(data['train'][1])} train / {len(data['val'][1])} val images of {config['dataset']}")
-    x_train, y_train = data["train"]
-    black = black_pixel(config["dataset"], config["augment"])  # (C,) the crop's padding value
-    n_train, batch_size = len(y_train), config["batch_size"]
-    for epoch in range(epoch, config["epochs"]):
+    print(f"{len(data['train'][1])} train / {len(data['val'][1])} val images of {config['dataset']}")
+    n_train = len(data["train"][1])
+    fill = black_pixel(config["dataset"], config["augment"]) if config["augment"] else None  # the crop's padding
+    for epoch in range(state["step"], config["epochs"]):
         model.train()
-        generator = epoch_generator(config["seed"], epoch)  # batches and augmentation: same after a resume
-        order = torch.randperm(n_train, generator=generator).to(device)
-        # Sums over the epoch (float64, on the device: no host sync in the loop); --running_metrics also
-        # keeps every step's features and labels.
-        sums = {k: torch.zeros((), dtype=torch.float64, device=device)
-                for k in ("loss", "ce", "reg", "correct", "rf_bound", "w_norm")}
-        seen_features, seen_labels = [], []
+        generator = epoch_generator(config["seed"], epoch)  # batches and augmentation: the same after a resume
+        batches = train_batches(data["train"], config["batch_size"], generator, device, fill)
+        sums = EpochSums()  # on the device: no host sync in the loop
+        seen_features, seen_labels = [], []  # --running_metrics: every step's features and labels
         start = time.perf_counter()
-        batches = range(0, n_train, batch_size)
-        for i in tqdm(batches, disable=not run.progress, leave=False, desc=f"epoch {epoch + 1}/{config['epochs']}"):
-            idx = order[i:i + batch_size]
-            x, y = x_train[idx], y_train[idx]
-            if config["augment"]:
-                x = random_crop_flip(x, generator, black)
+        steps = num_batches(data["train"], config["batch_size"])
+        for x, y in tqdm(batches, total=steps, disable=not run.progress, leave=False,
+                         desc=f"epoch {epoch + 1}/{config['epochs']}"):
             with capture_features(model, head) as cap, torch.autocast(device.type, torch.bfloat16, enabled=args.amp):
                 logits = model(x.contiguous(memory_format=memory_format))
             ce = F.cross_entropy(logits.float(), y)
@@ -137,28 +107,24 @@ def main(argv=None):
             if args.running_metrics:  # before this step's update, as the original computed them
                 phi, weight = cap.features.detach().double(), head.weight.detach().double()
                 seen_features.append(phi), seen_labels.append(y)
-                sums["rf_bound"] += relative_flatness_bound(phi, weight, logits=logits.detach().double()) * len(y)
-                sums["w_norm"] += weight.norm()
+                sums.add(rf_bound=relative_flatness_bound(phi, weight, logits=logits.detach().double()) * len(y),
+                         w_norm=weight.norm())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            for key, value in (("loss", loss), ("ce", ce), ("reg", reg)):
-                sums[key] += (value.detach() * len(y)).double()
-            sums["correct"] += (logits.argmax(1) == y).sum().double()
+            sums.add(loss=loss * len(y), ce=ce * len(y), reg=reg * len(y), correct=(logits.argmax(1) == y).sum())
         train_s = time.perf_counter() - start
-        mean = {k: v.item() / n_train for k, v in sums.items()}
-        if not math.isfinite(mean["loss"]):  # checked once per epoch; the checkpoint is the last epoch's
-            log.close()
-            raise Diverged(f"mean training loss {mean['loss']} in epoch {epoch + 1}; the last good checkpoint "
-                           f"(epoch {epoch}) is kept in {run_dir}; lower --lam or --lr")
-        row = {"epoch": epoch + 1, "step": (epoch + 1) * len(batches), "lr": config["lr"],
+        totals = sums.totals()
+        mean = {k: v / n_train for k, v in totals.items()}
+        sums.check_finite(mean["loss"], f"epoch {epoch + 1}", run_dir, "lower --lam or --lr")
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": config["lr"],
                # The original's logged train loss includes -lambda * NCC (Fig. 5); CE and the term apart.
                "train_loss_total": mean["loss"], "train_ce_running": mean["ce"], "train_reg_running": mean["reg"],
                "train_acc_running": mean["correct"]}
         if args.running_metrics:
             phi_epoch, y_epoch = torch.cat(seen_features), torch.cat(seen_labels)
             row.update(train_ncc_running=ncc(phi_epoch, y_epoch).item(), train_rf_bound_running=mean["rf_bound"],
-                       w_norm_running=sums["w_norm"].item() / len(batches),
+                       w_norm_running=totals["w_norm"] / steps,
                        # Fig. 3 from the original's epoch class means
                        train_angles_running=upper_triangle(class_mean_angles(phi_epoch, y_epoch)).tolist())
         start = time.perf_counter()

@@ -139,3 +139,78 @@ def black_pixel(dataset: str, augment: bool = False) -> torch.Tensor:
     it runs before Normalize, as in the original's transform pipeline."""
     mean, std = normalisation(dataset, augment)
     return -torch.tensor(mean) / torch.tensor(std)
+
+
+def train_batches(source, batch_size: int, generator: torch.Generator, device: torch.device,
+                  fill: torch.Tensor | None = None, workers: int = 0):
+    """One epoch of shuffled mini-batches (x, y) on `device`, in the order `generator` draws (a generator from
+    `common.epoch_generator(seed, epoch)` gives a resumed run the same batches).
+
+    `source` is (images, labels) tensors in memory, or a torch Dataset of (image, label) (e.g. an
+    ImageFolder), read by a DataLoader with `workers` processes in the drawn order. With `fill` (C,), each
+    batch gets `random_crop_flip` with that padding, drawn from the same generator after the order.
+    """
+    from torch.utils.data import DataLoader, Dataset
+
+    from .augment import random_crop_flip
+
+    if isinstance(source, Dataset):
+        order = torch.randperm(len(source), generator=generator).tolist()
+        loader = DataLoader(source, batch_size=batch_size, sampler=order, num_workers=workers,
+                            pin_memory=device.type == "cuda")
+        batches = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+    else:
+        images, labels = source
+        order = torch.randperm(len(labels), generator=generator).to(device)
+        batches = ((images[idx], labels[idx]) for idx in order.split(batch_size))
+    for x, y in batches:
+        yield (random_crop_flip(x, generator, fill) if fill is not None else x), y
+
+
+def num_batches(source, batch_size: int) -> int:
+    """Mini-batches per epoch of `train_batches`."""
+    return -(-len(source if not isinstance(source, tuple) else source[1]) // batch_size)
+
+
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def read_class_list(path: str | Path) -> list[str]:
+    """Class folder names, one per line ('#' starts a comment)."""
+    names = [line.split("#")[0].strip() for line in Path(path).read_text().splitlines()]
+    return [name for name in names if name]
+
+
+def load_image_folder(root: str | Path, classes: list[str], image_size: int = 224, resize: int = 256):
+    """{"train": ImageFolder(root/train), "val": ImageFolder(root/val)} restricted to `classes` (class index =
+    position in the sorted list), each image Resize(resize) -> CenterCrop(image_size) -> ToTensor ->
+    Normalize(ImageNet mean and std), for both splits and without augmentation, as the original rf_vit.
+    Missing folders or classes raise UsageError saying what is missing and how to lay the data out."""
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    root, wanted = Path(root), sorted(classes)
+    transform = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(image_size), transforms.ToTensor(),
+                                    transforms.Normalize(*IMAGENET_NORM)])
+
+    class Subset(ImageFolder):
+        def find_classes(self, directory):
+            present = {p.name for p in Path(directory).iterdir() if p.is_dir()}
+            missing = [c for c in wanted if c not in present]
+            if missing:
+                raise UsageError(f"{directory} lacks {len(missing)} of the {len(wanted)} class folders (e.g. "
+                                 f"{', '.join(missing[:3])}); lay the data out as <data_dir>/train/<wnid>/*.JPEG and "
+                                 f"<data_dir>/val/<wnid>/*.JPEG (ImageNet-1k's val split sorted into class folders)")
+            return wanted, {c: i for i, c in enumerate(wanted)}
+
+    out = {}
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise UsageError(f"no folder {root / split}; the ImageNet-100 data go in <data_dir>/train/<wnid>/ and "
+                             f"<data_dir>/val/<wnid>/, the classes listed in rf_vit/imagenet100_classes.txt "
+                             f"(ImageNet-1k cannot be downloaded automatically: it needs an image-net.org account)")
+        try:
+            out[split] = Subset(str(root / split), transform=transform)
+        except FileNotFoundError as err:  # a class folder without images
+            raise UsageError(f"{root / split}: {err}") from err
+    return out

@@ -10,7 +10,7 @@ from ..features import capture_features
 from ..neural_collapse import class_mean_angles, ncc, neural_collapse, simplex_angle
 from ..relative_flatness import relative_flatness_bound, relative_flatness_exact
 
-__all__ = ["features_and_logits", "split_metrics", "evaluate", "upper_triangle"]
+__all__ = ["features_and_logits", "dataset_features_and_logits", "split_metrics", "evaluate", "upper_triangle"]
 
 
 @torch.no_grad()
@@ -54,10 +54,34 @@ def split_metrics(split: str, features: Tensor, logits: Tensor, labels: Tensor, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, head: nn.Linear, data: dict[str, tuple[Tensor, Tensor]]) -> dict:
-    """One eval-mode pass over each split of `data` ({"train": (x, y), "val": (x, y)}) and its metrics."""
+def dataset_features_and_logits(model: nn.Module, head: nn.Module, dataset, device: torch.device,
+                                batch_size: int = 256, workers: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Eval-mode pass over a torch Dataset of (image, label) in order: (features (N, D), logits (N, C),
+    labels (N,)), on `device`."""
+    from torch.utils.data import DataLoader
+
+    features, logits, labels = [], [], []
+    with capture_features(model, head) as cap:
+        for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                               pin_memory=device.type == "cuda"):
+            logits.append(model(x.to(device, non_blocking=True)))
+            features.append(cap.features)
+            labels.append(y.to(device))
+    return torch.cat(features), torch.cat(logits), torch.cat(labels)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0) -> dict:
+    """One eval-mode pass over each split of `data` ({"train": source, "val": source}, a source being
+    (images, labels) tensors or a torch Dataset) and its metrics."""
     model.eval()
     row = {}
-    for split, (x, y) in data.items():
-        row.update(split_metrics(split, *features_and_logits(model, head, x), y, head))
+    for split, source in data.items():
+        if isinstance(source, tuple):
+            x, y = source
+            row.update(split_metrics(split, *features_and_logits(model, head, x), y, head))
+        else:
+            device = next(model.parameters()).device
+            features, logits, y = dataset_features_and_logits(model, head, source, device, workers=workers)
+            row.update(split_metrics(split, features, logits, y, head))
     return row

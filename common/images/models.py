@@ -48,3 +48,30 @@ class ResNet18(nn.Module):
                 elif isinstance(m, nn.BatchNorm2d):
                     nn.init.constant_(m.weight, 1)
                     nn.init.constant_(m.bias, 0)
+
+
+def vision_transformer(image_size: int = 224, patch_size: int = 16, num_layers: int = 12, num_heads: int = 3,
+                       hidden_dim: int = 192, mlp_dim: int | None = None, num_classes: int = 100,
+                       in_channels: int = 3) -> nn.Module:
+    """A ViT from scratch, torchvision's `VisionTransformer` (the defaults are ViT-Tiny: 192 wide, 12 layers,
+    3 heads, MLP 4x, patch 16 at 224, as timm's vit_tiny_patch16_224 of the original), all dropouts 0.
+
+    The classifier is `model.heads.head`; its input is the class token after the final LayerNorm, so
+    `common.capture_features(model, model.heads.head)` gives the features in the same forward pass.
+    `in_channels` != 3 replaces the patch embedding by one with that many input channels, initialised as
+    torchvision initialises its own (truncated normal, std sqrt(1 / fan_in), zero bias).
+    """
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    if image_size % patch_size:
+        raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
+    model = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=num_layers,
+                              num_heads=num_heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim or 4 * hidden_dim,
+                              dropout=0.0, attention_dropout=0.0, num_classes=num_classes)
+    if in_channels != 3:
+        conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=patch_size, stride=patch_size)
+        fan_in = in_channels * patch_size * patch_size
+        nn.init.trunc_normal_(conv.weight, std=(1.0 / fan_in) ** 0.5)
+        nn.init.zeros_(conv.bias)
+        model.conv_proj = conv
+    return model

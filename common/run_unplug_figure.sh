@@ -1,0 +1,21 @@
+#!/bin/sh
+# The runs of an rf_* figure, for rf_resnet18/run_script.sh and rf_vit/run_script.sh:
+#   sh common/run_unplug_figure.sh EXPERIMENT [train.py flags]
+# For each seed in SEEDS (default "1 42 15213"): the regularised run and the fair baseline (the same
+# schedule change at unplug, --baseline_same_schedule); with ORIGINAL_BASELINE=1 also the original's
+# baseline (no schedule change). Then the figure: python -m common.unplug_plots EXPERIMENT.
+# PYTHON selects the interpreter (default python3).
+set -e
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+SEEDS=${SEEDS:-"1 42 15213"}
+EXPERIMENT=$1
+shift
+for seed in $SEEDS; do
+    "$PYTHON" -m "$EXPERIMENT.train" --seed "$seed" "$@" < /dev/null
+    "$PYTHON" -m "$EXPERIMENT.train" --seed "$seed" --regularizer none --baseline_same_schedule "$@" < /dev/null
+    if [ "${ORIGINAL_BASELINE:-0}" = 1 ]; then
+        "$PYTHON" -m "$EXPERIMENT.train" --seed "$seed" --regularizer none "$@" < /dev/null
+    fi
+done
+"$PYTHON" -m common.unplug_plots "$EXPERIMENT" --seeds "$SEEDS" "$@"

@@ -1,0 +1,87 @@
+"""The training loop of the rf_* image experiments (rf_resnet18, rf_vit): the same protocol on different
+models, so it is written once. Each train.py writes out its recipe (data, model, classifier, optimiser,
+keys and presets) and hands them to `train_with_unplug`.
+
+Per epoch: the unplug schedule sets the learning rate and weight decay and says whether the term is on;
+each step computes CE, the regulariser (`rf_terms`: L = CE - lambda reg while on, Eq. 1) and the
+fixed-definition relative flatness, steps the optimiser and caps the classifier; after the epoch one
+eval-mode pass over both splits logs the metrics of `common.images.evaluate`; the row and the checkpoint
+are written together, so a killed run resumes without losing or doubling a row.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import Run, command_line, epoch_generator
+from .features import capture_features
+from .images import black_pixel, evaluate, num_batches, train_batches
+from .loop import EpochSums
+from .regularisation import cap_weight_, rf_terms, unplug_from_config
+from .runlog import RunLog
+
+__all__ = ["train_with_unplug"]
+
+
+def train_with_unplug(run: Run, argv, model: torch.nn.Module, head: torch.nn.Linear, data: dict,
+                      optimizer: torch.optim.Optimizer, memory_format=torch.contiguous_format,
+                      workers: int = 0) -> list[dict]:
+    """Train `model` (classifier `head`, taken before any wrapping) on data["train"] for config["epochs"]
+    with the run's regulariser and unplug schedule, logging one row per epoch; returns the rows.
+
+    data: {"train": source, "val": source}, a source being (images, labels) tensors on the device or a
+    torch Dataset (read by a DataLoader with `workers` processes). The config holds RF_KEYS, lr,
+    weight_decay, epochs, batch_size, seed, dataset, augment; run.args.amp enables bf16 autocast.
+    """
+    args, config, run_dir, device = run
+    unplug = unplug_from_config(config)
+    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device))
+    state = log.start(model, optimizer, map_location=device)
+    if state is None:
+        return log.rows_and_close()
+    n_train = len(data["train"]) if not isinstance(data["train"], tuple) else len(data["train"][1])
+    fill = black_pixel(config["dataset"], config["augment"]) if config["augment"] else None  # the crop's padding
+    steps = num_batches(data["train"], config["batch_size"])
+    for epoch in range(state["step"], config["epochs"]):
+        phase = unplug.apply(optimizer, epoch)  # this epoch's lr and weight decay, and whether the term is on
+        model.train()
+        generator = epoch_generator(config["seed"], epoch)  # batches and augmentation: the same after a resume
+        batches = train_batches(data["train"], config["batch_size"], generator, device, fill, workers)
+        sums = EpochSums()  # on the device: no host sync in the loop
+        start = time.perf_counter()
+        for x, y in tqdm(batches, total=steps, disable=not run.progress, leave=False,
+                         desc=f"epoch {epoch + 1}/{config['epochs']}"):
+            with capture_features(model, head) as cap, torch.autocast(device.type, torch.bfloat16, enabled=args.amp):
+                logits = model(x.contiguous(memory_format=memory_format))
+            phi, logits = cap.features.float(), logits.float()
+            ce = F.cross_entropy(logits, y)
+            # §6, Eq. (1): subtract lambda * kappa while the term is on; the fixed-definition RF beside it.
+            loss, reg, rf = rf_terms(ce, phi, head.weight, logits, config, phase.regularise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if config["cap"] != "none":  # the original caps after every step, for the whole run
+                cap_weight_(head.weight, config["max_norm"], config["cap"])
+            sums.add(loss=loss * len(y), ce=ce * len(y), reg=reg * len(y), rf_bound=rf * len(y),
+                     correct=(logits.argmax(1) == y).sum())
+        train_s = time.perf_counter() - start
+        mean = {k: v / n_train for k, v in sums.totals().items()}
+        sums.check_finite(mean["loss"], f"epoch {epoch + 1}", run_dir, "lower --lam or --lr")
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": phase.lr,
+               "weight_decay": phase.weight_decay, "regularised": phase.regularise,
+               "train_loss_total": mean["loss"], "train_ce_running": mean["ce"], "train_reg_running": mean["reg"],
+               "train_rf_bound_running": mean["rf_bound"], "train_acc_running": mean["correct"]}
+        start = time.perf_counter()
+        row.update(evaluate(model, head, data, workers=workers))
+        row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s
+        log.append(row)
+        log.save_checkpoint(epoch + 1, model, optimizer)
+        print(f"epoch {epoch + 1:>4}  " + "  ".join(f"{k} {row[k]:.4g}" for k in (
+            "lr", "train_loss_total", "train_acc", "val_acc", "train_reg_running", "train_rf_bound", "w_norm")),
+              flush=True)
+    log.mark_finished({"epochs": config["epochs"]})
+    return log.rows_and_close()

@@ -1,0 +1,132 @@
+"""Fig. 4 (and the text models' Figs. 16-19) from the run logs of an rf_* experiment: the regularised runs
+against the baselines, mean over seeds with the min-max band. The figure is the same for every model, so it
+is written once here:
+
+    python -m common.unplug_plots rf_resnet18 --preset cpu --data_dir DIR     # the flags of the training runs
+    python -m common.unplug_plots rf_vit --preset cpu --data_dir DIR --seeds "1 42"
+
+The figure: (a) train and validation accuracy, (b) relative flatness with one fixed definition (Lemma A.2
+bound, temperature 1, raw features: eval-mode pass and in-training mean) and the regulariser's own value as
+applied (its temperature and feature normalisation), (c) the learning rate; the unplug epoch is the dotted
+line. The table: one row per run, accuracies before unplug, the best validation accuracy after it, the final
+ones, and the RF values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .cli import UsageError, entry_point  # noqa: E402
+from .plots import markdown_table, seed_band  # noqa: E402
+from .runlog import load_runs  # noqa: E402
+
+__all__ = ["GROUPS", "load_groups", "unplug_figure", "unplug_summary", "plot_unplug_runs", "main"]
+
+GROUPS = [  # label, the train.py flags of the group (added to the user's), color
+    ("RF regulariser, unplugged", [], "tab:red"),
+    ("baseline, same schedule", ["--regularizer", "none", "--baseline_same_schedule"], "tab:blue"),
+    ("baseline, original (no schedule change)", ["--regularizer", "none"], "tab:gray"),
+]
+
+
+def load_groups(train, rest, seeds):
+    """[(label, color, frame)] for each group with runs on disk, and the unplug epoch."""
+    groups, unplug = [], None
+    for label, flags, color in GROUPS:
+        run = train.parse_args(rest + flags)
+        frame = load_runs(run.run_dir.parent)
+        frame = frame[frame.seed.isin(seeds)] if not frame.empty else frame
+        if not frame.empty:
+            groups.append((label, color, frame))
+            unplug = run.config["unplug_epoch"]
+    if not groups:
+        raise UsageError(f"no runs under {train.parse_args(rest).run_dir.parent}; train them first "
+                         f"(run_script.sh with the same flags)")
+    return groups, unplug
+
+
+def unplug_figure(groups, unplug, title):
+    """Fig. 4 (and Figs. 16-19): accuracies, relative flatness (fixed definition) and the regulariser, learning rate. Returns the Figure."""
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
+    for label, color, frame in groups:
+        seed_band(axes[0], frame, "train_acc", f"{label}: train", color, x="epoch", linestyle="--", scale=100)
+        seed_band(axes[0], frame, "val_acc", f"{label}: validation", color, x="epoch", scale=100)
+        seed_band(axes[1], frame, "train_rf_bound", f"{label}: RF bound, eval pass", color, x="epoch")
+        seed_band(axes[1], frame, "train_rf_bound_running", f"{label}: RF bound, in-training mean", color, x="epoch",
+                  linestyle="--")
+        if frame["regularizer"].iloc[0] != "none":
+            seed_band(axes[1], frame, "train_reg_running", f"{label}: the regulariser as applied", color, x="epoch",
+                      linestyle=":", linewidth=2.5)
+        seed_band(axes[2], frame, "lr", label, color, x="epoch")
+    axes[0].set(title="(a) accuracy (%)", xlabel="epoch", ylim=(0, 102))
+    axes[1].set(title="(b) relative flatness: fixed definition (tau 1, raw features)\nand the regulariser's own value",
+                xlabel="epoch", yscale="log")
+    axes[2].set(title="(c) learning rate", xlabel="epoch", yscale="log")
+    for ax in axes:
+        ax.axvline(unplug + 0.5, color="black", linestyle=":", linewidth=1)  # epochs are 1-based in the log
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def unplug_summary(groups, unplug):
+    """Markdown, one row per run: the accuracies just before unplug, the best validation accuracy after it
+    (and its epoch), the final accuracies, the RF bound (fixed definition) before unplug and at the end."""
+    rows = []
+    for label, _, frame in groups:
+        for seed, run in frame.sort_values("epoch").groupby("seed"):
+            before, after, last = run[run.epoch == unplug], run[run.epoch > unplug], run.iloc[-1]
+            best = after.loc[after.val_acc.idxmax()] if len(after) else last
+            at = before.iloc[0] if len(before) else run.iloc[0]
+            rows.append([label, seed, f"{at.train_acc:.3f} / {at.val_acc:.3f}", f"{best.val_acc:.3f} ({best.epoch:.0f})",
+                         f"{last.train_acc:.3f} / {last.val_acc:.3f}", f"{at.train_rf_bound:.3g}",
+                         f"{at.train_reg_running:.3g}", f"{last.train_rf_bound:.3g}"])
+    return markdown_table(["run", "seed", f"train / val acc at epoch {unplug} (last regularised)",
+                           "best val acc after unplug (epoch)", "final train / val acc",
+                           f"RF bound at epoch {unplug}", f"regulariser at epoch {unplug}", "final RF bound"], rows)
+
+
+def plot_unplug_runs(train, argv, model_name: str):
+    """The plot.py of an rf_* experiment: `train` is its train module (parse_args locates the runs), argv the
+    train.py flags of the runs plus --seeds. Writes fig4.png and summary.md to
+    <out_dir>/<experiment>/figures/<preset + flags>/ and prints the table; returns that folder."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--seeds", default="1 42 15213", help="the seeds to plot (space-separated)")
+    args, rest = parser.parse_known_args(argv)
+    seeds = [int(s) for s in args.seeds.split()]
+    groups, unplug = load_groups(train, rest, seeds)
+    run = train.parse_args(rest)
+    out = run.run_dir.parent.parent / "figures" / run.run_dir.parent.name
+    out.mkdir(parents=True, exist_ok=True)
+    fig = unplug_figure(groups, unplug, f"{model_name} ({run.config['dataset']}, preset {run.config['preset']}, "
+                                        f"lambda {run.config['lam']:g}, unplug recipe {run.config['unplug_recipe']}; "
+                                        f"mean and min-max over seeds {args.seeds})")
+    fig.savefig(out / "fig4.png", dpi=110)
+    plt.close(fig)
+    table = unplug_summary(groups, unplug)
+    (out / "summary.md").write_text(table)
+    print(table + f"\nfigure: {out / 'fig4.png'}")
+    return out
+
+
+MODELS = {"rf_resnet18": "Fig. 4, ResNet-18", "rf_vit": "Fig. 4, ViT"}
+
+
+@entry_point
+def main(argv=None):
+    """`python -m common.unplug_plots EXPERIMENT [train.py flags] [--seeds "1 42 15213"]`."""
+    parser = argparse.ArgumentParser(prog="python -m common.unplug_plots", add_help=False)
+    parser.add_argument("experiment", choices=sorted(MODELS))
+    args, rest = parser.parse_known_args(argv)
+    return plot_unplug_runs(importlib.import_module(f"{args.experiment}.train"), rest, MODELS[args.experiment])
+
+
+if __name__ == "__main__":
+    main()
