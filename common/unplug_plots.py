@@ -61,12 +61,14 @@ def unplug_figure(groups, unplug, title):
         seed_band(axes[1], frame, "train_rf_bound_running", f"{label}: RF bound, in-training mean", color, x="epoch",
                   linestyle="--")
         if frame["regularizer"].iloc[0] != "none":
-            seed_band(axes[1], frame, "train_reg_running", f"{label}: the regulariser as applied", color, x="epoch",
+            seed_band(axes[1], frame, "train_reg_running", f"{label}: the regulariser's value (applied until unplug)", color, x="epoch",
                       linestyle=":", linewidth=2.5)
         seed_band(axes[2], frame, "lr", label, color, x="epoch")
     axes[0].set(title="(a) accuracy (%)", xlabel="epoch", ylim=(0, 102))
-    axes[1].set(title="(b) relative flatness: fixed definition (tau 1, raw features)\nand the regulariser's own value",
-                xlabel="epoch", yscale="log")
+    # A network that predicts one class with certainty has RF ~ 0 (1e-100 and below): keep the axis on the curves.
+    top = max(frame[key].max() for _, _, frame in groups for key in ("train_rf_bound", "train_reg_running"))
+    axes[1].set(title="(b) relative flatness: fixed definition (tau 1, raw features)\nand the regulariser's own value "
+                      "(values below 1e-3 are off the axis)", xlabel="epoch", yscale="log", ylim=(1e-3, 3 * top))
     axes[2].set(title="(c) learning rate", xlabel="epoch", yscale="log")
     for ax in axes:
         ax.axvline(unplug + 0.5, color="black", linestyle=":", linewidth=1)  # epochs are 1-based in the log
