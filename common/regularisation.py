@@ -1,4 +1,4 @@
-"""Relative-flatness regularisation and "unplug" (§6, App. C; docs/original_code.md §1.3-1.4).
+"""Relative-flatness regularisation and "unplug" (§6, App. C; docs/original_code.md §5).
 
 The paper trains with L = CE - lambda * kappa (Eq. 1), maximising relative flatness, and removes the
 term at an epoch ("unplug"). Two protocols exist:
@@ -28,7 +28,7 @@ __all__ = ["rf_regulariser", "cap_weight_", "Unplug", "RF_KEYS", "RF_RULES", "un
 
 def rf_regulariser(features: Tensor, weight: Tensor, logits: Tensor, temperature: float = 1.0,
                    normalise: bool = False) -> Tensor:
-    """The relative-flatness term as the rf_* experiments apply it (docs/original_code.md §1.3):
+    """The relative-flatness term as the rf_* experiments apply it (docs/original_code.md §5.1):
 
         reg = ||W||_F^2 * mean_i sum_k p_ik (1 - p_ik) ||phi_i'||^2,   p_i = softmax(z_i / tau),
         phi_i' = phi_i / (||phi_i|| + 1e-8) if normalise else phi_i
@@ -77,7 +77,7 @@ class Unplug:
     """The unplug schedule, as a function of the 0-based epoch (so a resumed run needs no state).
 
     The regulariser is applied in epochs e < unplug_epoch (App. C's "removed after epoch 100" is
-    unplug_epoch=100). recipe "paper": nothing else changes. recipe "repo" (docs/original_code.md §1.4):
+    unplug_epoch=100). recipe "paper": nothing else changes. recipe "repo" (docs/original_code.md §5.2):
     from epoch unplug_epoch on, weight decay `weight_decay_after`, and the learning rate bumped to
     lr * bump then annealed by a cosine to `lr_floor` over the remaining epochs, once per epoch:
 

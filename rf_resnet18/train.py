@@ -2,7 +2,7 @@
 the regulariser lets validation accuracy rise (§6, App. C).
 
 ResNet-18 trained with the relative-flatness term subtracted (so kappa is maximised) in the epochs before
---unplug_epoch (0-based) and without it afterwards. Two protocols (docs/original_code.md §1.3-1.4):
+--unplug_epoch (0-based) and without it afterwards. Two protocols (docs/original_code.md §5):
 `--preset paper` is App. C (lambda 1e-4, the Lemma A.2 bound at temperature 1 on the raw features,
 unplug after epoch 100 of 650, nothing else changes); `--preset repo` is the released script (lambda
 1e-2, temperature 2, unit-normalised features, the classifier capped at Frobenius norm 50 after every
@@ -37,7 +37,7 @@ KEYS = {  # App. C: App. B's setup (SGD lr 0.01, momentum 0.9, batch 64, no weig
 }
 PRESETS = {
     "paper": {"dataset": "cifar10"},
-    # rf_resnet18/run_script.sh of the original (docs/original_code.md §4.1)
+    # rf_resnet18/run_script.sh of the original (docs/original_code.md §5.2)
     "repo": {"epochs": 400, "lam": 1e-2, "temperature": 2.0, "normalise_features": True, "cap": "frobenius",
              "unplug_epoch": 200, "unplug_recipe": "repo"},
     # Fashion-MNIST subset, the repo recipe; ~120x fewer steps before unplug than the released run, so lambda

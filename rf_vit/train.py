@@ -2,7 +2,7 @@
 
 The same protocol as rf_resnet18 (common/unplug_loop.py) on ViT-Tiny (192 wide, 12 layers, 3 heads,
 patch 16 at 224; torchvision's VisionTransformer) and ImageNet-100. The paper gives no ViT recipe;
-`--preset paper` is the original's rf_vit/run_script.sh (docs/original_code.md §5): batch 256, SGD lr 0.01,
+`--preset paper` is the original's rf_vit/run_script.sh (docs/original_code.md §5.4): batch 256, SGD lr 0.01,
 momentum 0.9, no weight decay, 300 epochs, lambda 1e-2 at temperature 2 on unit-normalised features, the
 classifier capped at Frobenius norm 150 (the term saturates at 150^2 (1 - 1/100) = 22275), unplug at epoch
 150 with weight decay 2e-4, the learning rate x5 and cosine annealing to 1e-4. Both splits are resized to
