@@ -19,9 +19,9 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import timed
-from common import ArgumentParser, capture_features, markdown_table, ncc
-from common.images import ResNet18, split_metrics
+from benchmarks.timing import alternating, epoch_metric_seconds, measure_shapes, timed
+from common import capture_features, markdown_table, ncc
+from common.images import ResNet18
 
 SHAPES = {  # name: (channels, image size, width, CIFAR stem, train images, val images)
     "cpu preset (Fashion-MNIST 16x16, width 16)": (1, 16, 16, True, 1000, 1000),
@@ -52,44 +52,18 @@ def measure(name, channels, size, width, cifar_stem, n_train, n_val, repeats):
         loss.backward()
         optimizer.step()
 
-    for _ in range(2):  # warm-up: first-touch allocations
-        step(False), step(True)
-    pairs = []  # (plain, regularised) seconds, alternating which runs first
-    for r in range(repeats):
-        order = (False, True) if r % 2 == 0 else (True, False)
-        times = {regularised: _seconds(lambda: step(regularised)) for regularised in order}
-        pairs.append((times[False], times[True]))
-    plain, regularised = (statistics.median(t) for t in zip(*pairs))
-    dim = 8 * width
-    phi = torch.randn(64, dim).relu().requires_grad_()
+    plain, regularised, ratio = alternating(lambda: step(False), lambda: step(True), repeats)
+    phi, y = torch.randn(64, 8 * width).relu().requires_grad_(), torch.arange(64) % 10
     reg_s = _median_time(lambda: (1e-3 * ncc(phi, y)).backward(), 10 * repeats)  # the regulariser's own work
-    head = model.fc
-    phi_train, phi_val = torch.randn(n_train, dim).relu(), torch.randn(n_val, dim).relu()
-    y_train, y_val = torch.arange(n_train) % 10, torch.arange(n_val) % 10
-    with torch.no_grad():
-        logits_train, logits_val = head(phi_train), head(phi_val)
-    metric_s = _median_time(lambda: (split_metrics("train", phi_train, logits_train, y_train, head),
-                                     split_metrics("val", phi_val, logits_val, y_val, head)), max(1, repeats // 5))
+    metric_s = epoch_metric_seconds(model.fc, n_train, n_val, max(1, repeats // 5))
     epoch_s = -(-n_train // 64) * regularised
     return {"shape": name, "step_s": plain, "step_reg_s": regularised,
-            "reg_overhead": statistics.median(r / p for p, r in pairs) - 1, "reg_s": reg_s,
+            "reg_overhead": ratio - 1, "reg_s": reg_s,
             "reg_share": reg_s / plain, "metric_s": metric_s, "epoch_s": epoch_s, "metric_share": metric_s / epoch_s}
 
 
 def main(argv=None):
-    parser = ArgumentParser(prog="python -m benchmarks.bench_nc", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--shapes", choices=["all", "cpu", "paper"], default="all")
-    args = parser.parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        rows = [measure(name, *shape, args.repeats) for name, shape in SHAPES.items()
-                if args.shapes in ("all", name.split()[0])]
-    finally:
-        torch.set_num_threads(threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} alternating step pairs\n")
+    rows = measure_shapes(argv, "python -m benchmarks.bench_nc", __doc__, SHAPES, measure)
     print(markdown_table(
         ["shapes", "training step", "with NCC regulariser", "step ratio - 1 (median of pairs)",
          "regulariser alone (NCC fwd + bwd)", "epoch metrics", "training epoch (steps x step)", "metrics / epoch"],
