@@ -44,7 +44,7 @@ KEYS = {  # the original's rf_vit/run_script.sh
 }
 PRESETS = {
     "paper": {},
-    # Fashion-MNIST subset with a 4-block ViT on 4x4 patches of 16x16 images; lambda provisional (README: the search)
+    # Fashion-MNIST subset with a 4-block ViT on 4x4 patches of 16x16 images; lambda from the search in the README
     "cpu": {"dataset": "fashion_mnist", "train_size": 1000, "val_size": 1000, "image_size": 16, "patch_size": 4,
             "num_layers": 4, "num_heads": 4, "hidden_dim": 64, "batch_size": 64, "epochs": 150, "unplug_epoch": 40,
             "lam": 0.03, "max_norm": 50.0},
