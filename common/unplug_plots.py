@@ -72,7 +72,7 @@ def unplug_figure(groups, unplug, title):
     axes[2].set(title="(c) learning rate", xlabel="epoch", yscale="log")
     for ax in axes:
         ax.axvline(unplug + 0.5, color="black", linestyle=":", linewidth=1)  # epochs are 1-based in the log
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower left" if ax is axes[1] else "best")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
