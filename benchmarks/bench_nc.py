@@ -14,12 +14,10 @@ tensors of the experiments' shapes: step and metric cost do not depend on the va
 
 from __future__ import annotations
 
-import statistics
-
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import alternating, epoch_metric_seconds, measure_shapes, timed
+from benchmarks.timing import alternating, epoch_metric_seconds, measure_shapes, median_seconds
 from common import capture_features, markdown_table, ncc
 from common.images import ResNet18
 
@@ -27,15 +25,6 @@ SHAPES = {  # name: (channels, image size, width, CIFAR stem, train images, val 
     "cpu preset (Fashion-MNIST 16x16, width 16)": (1, 16, 16, True, 1000, 1000),
     "paper (CIFAR-10 32x32, ResNet-18)": (3, 32, 64, False, 50_000, 10_000),
 }
-
-
-def _seconds(fn):
-    return timed(fn)[0]
-
-
-def _median_time(fn, repeats):
-    fn()
-    return statistics.median(_seconds(fn) for _ in range(repeats))
 
 
 def measure(name, channels, size, width, cifar_stem, n_train, n_val, repeats):
@@ -54,7 +43,7 @@ def measure(name, channels, size, width, cifar_stem, n_train, n_val, repeats):
 
     plain, regularised, ratio = alternating(lambda: step(False), lambda: step(True), repeats)
     phi, y = torch.randn(64, 8 * width).relu().requires_grad_(), torch.arange(64) % 10
-    reg_s = _median_time(lambda: (1e-3 * ncc(phi, y)).backward(), 10 * repeats)  # the regulariser's own work
+    reg_s = median_seconds(lambda: (1e-3 * ncc(phi, y)).backward(), 10 * repeats)  # the regulariser's own work
     metric_s = epoch_metric_seconds(model.fc, n_train, n_val, max(1, repeats // 5))
     epoch_s = -(-n_train // 64) * regularised
     return {"shape": name, "step_s": plain, "step_reg_s": regularised,

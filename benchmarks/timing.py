@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["synchronize", "timed", "alternating", "epoch_metric_seconds", "measure_shapes"]
+__all__ = ["synchronize", "timed", "median_seconds", "alternating", "epoch_metric_seconds", "measure_shapes"]
 
 
 def synchronize() -> None:
@@ -30,6 +30,14 @@ def timed(fn: Callable[[], Any], number: int = 1) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Call fn once to warm up, then the median seconds of `repeats` timed calls."""
+    import statistics
+
+    fn()
+    return statistics.median(timed(fn)[0] for _ in range(max(1, repeats)))
+
+
 def alternating(first: Callable[[], Any], second: Callable[[], Any], repeats: int) -> tuple[float, float, float]:
     """Time `first` and `second` in `repeats` pairs, alternating which runs first so that both see the same
     machine state; returns (median seconds of first, median of second, median of the per-pair ratios)."""
@@ -49,8 +57,6 @@ def alternating(first: Callable[[], Any], second: Callable[[], Any], repeats: in
 def epoch_metric_seconds(head: torch.nn.Linear, n_train: int, n_val: int, repeats: int) -> float:
     """Median seconds of `common.images.split_metrics` on both splits of an image experiment's epoch (random
     ReLU features of the head's input width; the eval forward passes not included)."""
-    import statistics
-
     from common.images import split_metrics
 
     dim = head.in_features
@@ -63,8 +69,7 @@ def epoch_metric_seconds(head: torch.nn.Linear, n_train: int, n_val: int, repeat
         return (split_metrics("train", phi_train, logits_train, y_train, head),
                 split_metrics("val", phi_val, logits_val, y_val, head))
 
-    both()
-    return statistics.median(timed(both)[0] for _ in range(max(1, repeats)))
+    return median_seconds(both, repeats)
 
 
 def measure_shapes(argv, prog: str, doc: str, shapes: dict, measure: Callable) -> list[dict]:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .config import Run, command_line, epoch_generator
 from .features import capture_features
-from .images import black_pixel, evaluate, num_batches, train_batches
+from .images import black_pixel, evaluate, num_batches, num_samples, train_batches
 from .loop import EpochSums
 from .regularisation import cap_weight_, rf_terms, unplug_from_config
 from .runlog import RunLog
@@ -43,7 +43,7 @@ def train_with_unplug(run: Run, argv, model: torch.nn.Module, head: torch.nn.Lin
     state = log.start(model, optimizer, map_location=device)
     if state is None:
         return log.rows_and_close()
-    n_train = len(data["train"]) if not isinstance(data["train"], tuple) else len(data["train"][1])
+    n_train = num_samples(data["train"])
     fill = black_pixel(config["dataset"], config["augment"]) if config["augment"] else None  # the crop's padding
     steps = num_batches(data["train"], config["batch_size"])
     for epoch in range(state["step"], config["epochs"]):

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from common import (Key, NON_NEGATIVE, RunLog, class_mean_angles, capture_features,
                     command_line, entry_point, epoch_generator, ncc, parse, relative_flatness_bound)
-from common.images import (DATA_KEYS, DATA_RULES, IMAGE_OPTIONS, RESNET_KEYS, SGD_KEYS, SGD_RULES, ResNet18, black_pixel, evaluate, num_batches,
-                           load_splits, train_batches, upper_triangle)
+from common.images import (DATA_KEYS, DATA_RULES, IMAGE_OPTIONS, RESNET_KEYS, SGD_KEYS, SGD_RULES, ResNet18,
+                           black_pixel, evaluate, load_splits, num_batches, train_batches, upper_triangle)
 from common.loop import EpochSums
 
 KEYS = {  # App. B: SGD lr 0.01, momentum 0.9, batch 64, no weight decay, constant lr, 250 epochs, lambda 1e-3
@@ -86,7 +86,7 @@ def main(argv=None):
     if state is None:
         return log.rows_and_close()
     print(f"{len(data['train'][1])} train / {len(data['val'][1])} val images of {config['dataset']}")
-    n_train = len(data["train"][1])
+    n_train, steps = len(data["train"][1]), num_batches(data["train"], config["batch_size"])
     fill = black_pixel(config["dataset"], config["augment"]) if config["augment"] else None  # the crop's padding
     for epoch in range(state["step"], config["epochs"]):
         model.train()
@@ -95,7 +95,6 @@ def main(argv=None):
         sums = EpochSums()  # on the device: no host sync in the loop
         seen_features, seen_labels = [], []  # --running_metrics: every step's features and labels
         start = time.perf_counter()
-        steps = num_batches(data["train"], config["batch_size"])
         for x, y in tqdm(batches, total=steps, disable=not run.progress, leave=False,
                          desc=f"epoch {epoch + 1}/{config['epochs']}"):
             with capture_features(model, head) as cap, torch.autocast(device.type, torch.bfloat16, enabled=args.amp):

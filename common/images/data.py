@@ -167,9 +167,14 @@ def train_batches(source, batch_size: int, generator: torch.Generator, device: t
         yield (random_crop_flip(x, generator, fill) if fill is not None else x), y
 
 
+def num_samples(source) -> int:
+    """Samples in a source of `train_batches`: (images, labels) tensors or a Dataset."""
+    return len(source[1]) if isinstance(source, tuple) else len(source)
+
+
 def num_batches(source, batch_size: int) -> int:
     """Mini-batches per epoch of `train_batches`."""
-    return -(-len(source if not isinstance(source, tuple) else source[1]) // batch_size)
+    return -(-num_samples(source) // batch_size)
 
 
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
