@@ -1,14 +1,21 @@
-"""Speed of the grokking experiment: training step, one full evaluation, and the projected paper preset.
+"""Speed of the grokking experiment: the training step against a plain transformer and the machine's matmul
+rate, one full evaluation, and the wall time of the CPU and paper presets projected from them.
 
-    python -m benchmarks.bench_grokking                   # 1 and 2 threads, mod-97 addition, batch 512
-    python -m benchmarks.bench_grokking --threads 2 --steps 100
+    python -m benchmarks.bench_grokking                   # 2 threads, mod-97 addition, batch 512
+    python -m benchmarks.bench_grokking --threads 1 2 --repeats 15
 
-For each thread count: the mean time of a bare training step (forward, loss at the two right-hand-side
-positions, backward, AdamW step, and the bookkeeping of Fig. 1's in-training values), the mean time of one evaluation (`grokking_nc_rf.train.evaluate`:
-two full-batch forwards and every logged metric, representativeness with both kernels included), and
-the paper preset projected from them: 1e5 steps plus its 622 evaluations, and the share of the wall
-time spent evaluating and logging. The model is at initialisation; step and evaluation cost do not
-depend on the weights.
+For each thread count, timed side by side in alternating pairs (`benchmarks.timing.alternating`):
+- ours: train.py's step (forward at the distinct prefixes, loss at the two right-hand-side positions,
+  backward, fused AdamW), plus, counted separately, the bookkeeping of Fig. 1's in-training values
+  that train.py does only for the steps an evaluation reads;
+- plain: the same model written the way one usually would (nanoGPT-style blocks with
+  F.scaled_dot_product_attention, every position through every block, logits at every position,
+  the loss at the two right-hand-side positions, AdamW with its defaults).
+The step's FLOPs are counted by torch.utils.flop_counter; the matmul floor is the time a plain matmul
+(3072 x 128 @ 128 x 512, the FFN's shape) takes for the same FLOPs. One evaluation is
+`grokking_nc_rf.train.evaluate` (two full-batch forwards and every logged metric). The presets'
+wall times add their steps, recorded steps and evaluations (checkpoints and log rows not included).
+The model is at initialisation: step and evaluation cost do not depend on the weights.
 """
 
 from __future__ import annotations
@@ -18,67 +25,160 @@ import platform
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.timing import timed
+from benchmarks.timing import alternating, median_seconds
 from common import ArgumentParser, markdown_table
 from grokking_nc_rf import train
 from grokking_nc_rf.data import equations, split_indices, vocab_size
-from grokking_nc_rf.model import Transformer
+from grokking_nc_rf.model import Transformer, sinusoidal_positions
 
 
-def measure(threads: int, steps: int, evals: int) -> dict:
+class PlainBlock(nn.Module):
+    """The same post-LN block, nanoGPT-style: one fused qkv projection and F.scaled_dot_product_attention."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.c_attn = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.c_proj = nn.Linear(d_model, d_model, bias=False)
+        self.ln_1, self.ln_2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model, bias=False), nn.ReLU(),
+                                 nn.Linear(4 * d_model, d_model, bias=False))
+
+    def forward(self, x):
+        batch, length, width = x.shape
+        q, k, v = (t.view(batch, length, self.n_heads, -1).transpose(1, 2) for t in self.c_attn(x).split(width, 2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(batch, length, width)
+        x = self.ln_1(x + self.c_proj(y))
+        return self.ln_2(x + self.mlp(x))
+
+
+class PlainTransformer(nn.Module):
+    def __init__(self, vocab: int, d_model: int = 128, n_layers: int = 2, n_heads: int = 4) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d_model)
+        self.register_buffer("wpe", sinusoidal_positions(50, d_model), persistent=False)
+        self.h = nn.ModuleList(PlainBlock(d_model, n_heads) for _ in range(n_layers))
+        self.lm_head = nn.Linear(d_model, vocab, bias=False)
+
+    def load_from(self, model: Transformer) -> "PlainTransformer":
+        """Take `model`'s parameters (the same function: tests/test_bench_grokking.py)."""
+        names = {"embed": "wte", "blocks": "h", "qkv": "c_attn", "proj": "c_proj", "ln1": "ln_1", "ln2": "ln_2",
+                 "ff": "mlp", "unembed": "lm_head"}
+        self.load_state_dict({".".join(names.get(p, p) for p in k.split(".")): v for k, v in model.state_dict().items()})
+        return self
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe[: idx.shape[1]]
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(x)  # (B, T, V): logits at every position
+
+
+def training_steps(config, data):
+    """(our step, plain step, record): closures over the same batches of the paper preset's shapes."""
+    x_all, y_all = data["train"]
+    batches = [torch.randperm(len(x_all), generator=torch.Generator().manual_seed(i))[:512] for i in range(10)]
+    ours, plain = Transformer(vocab_size(config["modulus"])), PlainTransformer(vocab_size(config["modulus"]))
+    adam = dict(lr=1e-4, betas=(0.9, 0.98), weight_decay=1.0)
+    ours_opt = torch.optim.AdamW(ours.parameters(), fused=True, **adam)  # as train.py
+    plain_opt = torch.optim.AdamW(plain.parameters(), **adam)
+    window = train.new_window(10, 512, config["d_model"])
+    counter = iter(range(10**9))
+
+    def ours_step():
+        idx = batches[next(counter) % 10]
+        loss = F.cross_entropy(ours.unembed(ours(x_all[idx], train.RHS)).flatten(0, 1), y_all[idx].flatten())
+        ours_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ours_opt.step()
+
+    def plain_step():
+        idx = batches[next(counter) % 10]
+        logits = plain(x_all[idx])[:, train.RHS]
+        loss = F.cross_entropy(logits.flatten(0, 1), y_all[idx].flatten())
+        plain_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        plain_opt.step()
+
+    with torch.no_grad():  # the step's own forward pass supplies these in train.py
+        hidden = ours(x_all[batches[0]], train.RHS)
+        logits = ours.unembed(hidden)
+
+    def record():
+        train.record_step(window, 0, hidden, logits, y_all[batches[0]], ours.unembed.weight)
+
+    return ours_step, plain_step, record
+
+
+def flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_seconds_per_flop(repeats: int) -> float:
+    a, b = torch.randn(3072, 128), torch.randn(128, 512)
+    return median_seconds(lambda: [a @ b for _ in range(20)], repeats) / (20 * 2 * 3072 * 128 * 512)
+
+
+def preset_minutes(config, batches_per_epoch, step_s, record_s, eval_s):
+    """(minutes, evaluations, evaluation share) of a preset: its steps, recorded steps and evaluations."""
+    schedule = train.eval_steps(config, batches_per_epoch)
+    recorded = len({s for e in schedule for s in range(max(0, e - batches_per_epoch), e)})
+    train_s = config["steps"] * step_s + recorded * record_s
+    return (train_s + len(schedule) * eval_s) / 60, len(schedule), len(schedule) * eval_s / (train_s + len(schedule) * eval_s)
+
+
+def measure(threads: int, repeats: int, evals: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = train.parse_args(["--preset", "paper"]).config
     inputs, targets = equations(config["modulus"])
     train_idx, val_idx = split_indices(config["modulus"], config["train_fraction"])
     data = {"train": (inputs[train_idx], targets[train_idx]), "val": (inputs[val_idx], targets[val_idx])}
+    ours_step, plain_step, record = training_steps(config, data)
+    step_flops, plain_flops = flops(ours_step), flops(plain_step)
+    ours_s, plain_s, ratio = alternating(ours_step, plain_step, repeats)
+    record_s = median_seconds(record, repeats)
+    floor_s = step_flops * matmul_seconds_per_flop(repeats)
     model = Transformer(vocab_size(config["modulus"]))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=1.0)
-    window = train.new_window(10, 512, config["d_model"])
-
-    def step(i):
-        order = torch.randperm(len(train_idx))[:512]
-        x, y = data["train"][0][order], data["train"][1][order]
-        hidden = model(x, train.RHS)
-        logits = model.unembed(hidden)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        train.record_step(window, i % 10, hidden, logits, y, model.unembed.weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    counter = iter(range(5 + steps))
-    timed(lambda: step(next(counter)), 5)  # warm-up
-    step_s = timed(lambda: step(next(counter)), steps)[0] / steps
-    train.evaluate(model, model.unembed, data, config)
-    eval_s = timed(lambda: train.evaluate(model, model.unembed, data, config), evals)[0] / evals
-    n_evals = len(train.eval_steps(config, batches_per_epoch=math.ceil(len(train_idx) / 512)))
-    total = config["steps"] * step_s + n_evals * eval_s
-    return {"threads": threads, "step_s": step_s, "eval_s": eval_s, "n_evals": n_evals,
-            "train_min": config["steps"] * step_s / 60, "total_min": total / 60,
-            "eval_share": n_evals * eval_s / total, "steps_per_s_bare": 1 / step_s,
-            "steps_per_s_logged": config["steps"] / total}
+    eval_s = median_seconds(lambda: train.evaluate(model, model.unembed, data, config), evals)
+    batches_per_epoch = math.ceil(len(train_idx) / 512)
+    cpu = train.parse_args(["--preset", "cpu"]).config
+    return {"threads": threads, "step_s": ours_s, "plain_s": plain_s, "speedup": ratio, "record_s": record_s,
+            "gflop": step_flops / 1e9, "plain_gflop": plain_flops / 1e9, "floor_s": floor_s, "eval_s": eval_s,
+            "cpu": preset_minutes(cpu, batches_per_epoch, ours_s, record_s, eval_s),
+            "paper": preset_minutes(config, batches_per_epoch, ours_s, record_s, eval_s)}
 
 
 def main(argv=None):
     parser = ArgumentParser(prog="python -m benchmarks.bench_grokking", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--steps", type=int, default=60, help="timed training steps per thread count")
-    parser.add_argument("--evals", type=int, default=3, help="timed evaluations per thread count")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    parser.add_argument("--repeats", type=int, default=15, help="timed step pairs (and matmul, record repeats)")
+    parser.add_argument("--evals", type=int, default=5, help="timed evaluations per thread count")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, python {platform.python_version()}, CPU {platform.processor() or platform.machine()}")
     threads = torch.get_num_threads()
     try:
-        rows = [measure(t, args.steps, args.evals) for t in args.threads]
+        rows = [measure(t, args.repeats, args.evals) for t in args.threads]
     finally:
         torch.set_num_threads(threads)
     print("\n" + markdown_table(
-        ["threads", "training step", "steps/s (bare)", "one evaluation", "paper preset: 1e5 steps + evaluations",
-         "steps/s with logging", "evaluation share"],
-        [[r["threads"], f"{1e3 * r['step_s']:.1f} ms", f"{r['steps_per_s_bare']:.1f}", f"{r['eval_s']:.2f} s",
-          f"{r['total_min']:.0f} min ({r['n_evals']} evaluations)", f"{r['steps_per_s_logged']:.1f}",
-          f"{100 * r['eval_share']:.1f}%"] for r in rows]))
+        ["threads", "training step", "plain transformer", "speed-up", "step GFLOP (plain)", "step GFLOP/s",
+         "matmul floor", "step / floor"],
+        [[r["threads"], f"{1e3 * r['step_s']:.1f} ms", f"{1e3 * r['plain_s']:.1f} ms", f"{r['speedup']:.2f}x",
+          f"{r['gflop']:.2f} ({r['plain_gflop']:.2f})", f"{r['gflop'] / r['step_s']:.0f}",
+          f"{1e3 * r['floor_s']:.1f} ms ({r['gflop'] / r['floor_s']:.0f} GFLOP/s)",
+          f"{r['step_s'] / r['floor_s']:.2f}x"] for r in rows]))
+    print("\n" + markdown_table(
+        ["threads", "recorded step (extra)", "one evaluation", "CPU preset", "CPU evaluation share", "paper preset",
+         "paper evaluation share"],
+        [[r["threads"], f"{1e3 * r['record_s']:.1f} ms", f"{r['eval_s']:.2f} s",
+          f"{r['cpu'][0]:.1f} min ({r['cpu'][1]} evaluations)", f"{100 * r['cpu'][2]:.1f}%",
+          f"{r['paper'][0]:.0f} min ({r['paper'][1]} evaluations)", f"{100 * r['paper'][2]:.1f}%"] for r in rows]))
     return rows
 
 

@@ -25,7 +25,7 @@ _WEIGHTS = ("normalised", "as_given")
 
 def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_features: Tensor,
                              val_logits: Tensor, val_labels: Tensor, *, bandwidth: float = 1.0,
-                             kernel: str = "petzka", weights: tuple[str, ...] = ("normalised",),
+                             kernel: str | tuple[str, ...] = "petzka", weights: tuple[str, ...] = ("normalised",),
                              sample_weight: float = 0.02) -> dict[str, Tensor]:
     """The two terms of the KDE representativeness, App. D: Rep = val_loss - kde.
 
@@ -52,23 +52,25 @@ def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_f
         a_ji = sample_weight * K(r_ji / bw) / bw
         (Petzka's getWeights would multiply this by ||phi_i||.)
 
-    Exact (no subsampling), chunked over validation points, O(|T| |S| (D + C)) time and
-    O(|S| * chunk) memory; all requested weightings share one kernel evaluation. The KDE term
-    aggregates by class: sum_i a_ji l(y_j, f(x_i)) is entry y_j of a_j @ (-log softmax(train_logits)),
-    restricted to the labels present in T.
+    Exact (no subsampling), chunked over validation points, O(|T| |S| D) time and O(|S| * chunk)
+    memory. The validation points are taken in label order, so a chunk reads the loss columns of
+    its few labels only: sum_i a_ji l(y_j, f(x_i)) is entry y_j of a_j @ (-log softmax(train_logits)).
+    Several kernels (a tuple) share the distances, and all weightings share each kernel evaluation.
 
     Args:
         train_features: (S, D); train_logits: (S, C).
         val_features: (T, D); val_logits: (T, C); val_labels: (T,) integer labels in [0, C).
         bandwidth: bw > 0.
-        kernel: "petzka" or "gaussian".
+        kernel: "petzka", "gaussian", or a tuple of them.
         weights: any of "normalised", "as_given".
         sample_weight: the per-sample weight of weights="as_given" (App. D: 0.02).
     Returns:
-        {"val_loss": 0-dim, "kde_<w>": 0-dim for each w in weights}, differentiable.
+        {"val_loss": 0-dim, "kde_<w>": 0-dim for each w in weights}, differentiable; for a tuple of
+        kernels "kde_<kernel>_<w>" for each kernel and w.
     """
-    if kernel not in ("petzka", "gaussian"):
-        raise ValueError(f"kernel must be 'petzka' or 'gaussian', got {kernel!r}")
+    kernels = (kernel,) if isinstance(kernel, str) else tuple(kernel)
+    if not kernels or any(k not in ("petzka", "gaussian") for k in kernels):
+        raise ValueError(f"kernel must be 'petzka', 'gaussian' or a tuple of them, got {kernel!r}")
     if not weights or any(w not in _WEIGHTS for w in weights):
         raise ValueError(f"weights must be a non-empty tuple of {_WEIGHTS}, got {weights!r}")
     if bandwidth <= 0:
@@ -80,49 +82,52 @@ def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_f
     train_sq = train_features.square().sum(1)  # (S,) ||phi_i||^2
     scale = 1.0 / (2 * bandwidth**2)
     constant = 1.0 / (bandwidth * math.sqrt(2 * math.pi))  # K(r/bw)/bw = constant * exp(-r^2 scale)
-    # Only the columns of labels that occur in the validation set are ever read.
-    classes, label_column = torch.unique(val_labels, return_inverse=True)
+    # Validation points in label order; only the columns of labels that occur among them are read.
+    order = torch.argsort(val_labels, stable=True)
+    val_sorted = val_features[order]
+    classes, label_column = torch.unique(val_labels[order], return_inverse=True)
     train_nll = train_nll[:, classes]  # (S, C')
-    # One loss table per weighting, side by side: a_j @ [table_1 | table_2] in one matmul.
-    tables = []
-    for w in weights:
-        if w == "as_given":
-            tables.append(train_nll * (sample_weight * constant))
-        elif kernel == "petzka":  # fold w_i, the kernel constant and the extra 1/|S| into the table
-            norms = train_features.norm(dim=1)
-            tables.append(train_nll * (norms / norms.sum() * (constant / num_train))[:, None])
-        else:  # Nadaraya-Watson: normalised per validation row below
-            tables.append(train_nll)
-    table = torch.cat(tables, dim=1)  # (S, len(weights) * C')
-    width = len(classes)
-    chunk = max(1, _KERNEL_ELEMENTS // max(1, num_train))
-    kde_terms = []
-    for start in range(0, val_features.shape[0], chunk):
-        block = val_features[start:start + chunk]  # (t, D)
-        cross = block @ train_features.T  # (t, S) phi_j . phi_i
-        # d_ji^2 from the Gram expansion; the clamp keeps sqrt's gradient finite at d = 0.
-        sq_dist = torch.addcmul(train_sq[None, :], cross, torch.tensor(-2.0, dtype=cross.dtype))
-        sq_dist = (sq_dist + block.square().sum(1, keepdim=True)).clamp_min(torch.finfo(cross.dtype).tiny)
-        if kernel == "petzka":
-            exponent = sq_dist.sqrt() * -scale  # -(sqrt(d) / bw)^2 / 2
-            shift = torch.zeros_like(exponent[:, :1])
-        else:
-            exponent = sq_dist * -scale  # -d^2 / 2bw^2
-            shift = exponent.detach().amax(1, keepdim=True)  # for the Nadaraya-Watson normalisation
-        kernel_values = torch.exp(exponent - shift)  # (t, S), exp(exponent) up to the row factor exp(shift)
-        expected = (kernel_values @ table).view(len(block), len(weights), width)  # (t, W, C')
-        columns = label_column[start:start + chunk]
-        picked = expected.gather(2, columns[:, None, None].expand(-1, len(weights), 1)).squeeze(2)  # (t, W)
-        factors = []
+    norms = train_features.norm(dim=1)
+    tables = {}  # per kernel, one loss table per weighting: (S, W, C'), a_j @ table in one matmul
+    for name in kernels:
+        per_weight = []
         for w in weights:
-            if kernel == "gaussian" and w == "normalised":
-                factors.append(1.0 / kernel_values.sum(1))
+            if w == "as_given":
+                per_weight.append(train_nll * (sample_weight * constant))
+            elif name == "petzka":  # fold w_i, the kernel constant and the extra 1/|S| into the table
+                per_weight.append(train_nll * (norms / norms.sum() * (constant / num_train))[:, None])
+            else:  # Nadaraya-Watson: normalised per validation row below
+                per_weight.append(train_nll)
+        tables[name] = torch.stack(per_weight, dim=1)
+    chunk = max(1, _KERNEL_ELEMENTS // max(1, num_train))
+    kde_terms = {name: [] for name in kernels}
+    for start in range(0, val_sorted.shape[0], chunk):
+        block = val_sorted[start:start + chunk]  # (t, D)
+        columns = label_column[start:start + chunk]  # sorted: the chunk's labels are columns lo..hi
+        lo, hi = columns[0].item(), columns[-1].item() + 1
+        picks = (columns - lo)[:, None, None].expand(-1, len(weights), 1)
+        # d_ji^2 from the Gram expansion; the clamp keeps sqrt's gradient finite at d = 0.
+        sq_dist = torch.addcmul(train_sq[None, :], block @ train_features.T, torch.tensor(-2.0, dtype=block.dtype))
+        sq_dist = (sq_dist + block.square().sum(1, keepdim=True)).clamp_min(torch.finfo(block.dtype).tiny)
+        for name in kernels:
+            if name == "petzka":
+                exponent = sq_dist.sqrt() * -scale  # -(sqrt(d) / bw)^2 / 2
+                shift = torch.zeros_like(exponent[:, :1])
             else:
-                factors.append(torch.exp(shift.squeeze(1)))
-        kde_terms.append(picked * torch.stack(factors, dim=1))
-    kde = torch.cat(kde_terms).mean(0)  # (W,)
+                exponent = sq_dist * -scale  # -d^2 / 2bw^2
+                shift = exponent.detach().amax(1, keepdim=True)  # for the Nadaraya-Watson normalisation
+            kernel_values = torch.exp(exponent - shift)  # (t, S), exp(exponent) up to the row factor exp(shift)
+            table = tables[name][:, :, lo:hi].reshape(num_train, -1)  # (S, W * labels in the chunk)
+            expected = (kernel_values @ table).view(len(block), len(weights), hi - lo)
+            picked = expected.gather(2, picks).squeeze(2)  # (t, W)
+            factors = [1.0 / kernel_values.sum(1) if name == "gaussian" and w == "normalised"
+                       else torch.exp(shift.squeeze(1)) for w in weights]
+            kde_terms[name].append(picked * torch.stack(factors, dim=1))
     terms = {"val_loss": F.cross_entropy(val_logits, val_labels)}
-    terms.update({f"kde_{w}": kde[k] for k, w in enumerate(weights)})
+    for name in kernels:
+        kde = torch.cat(kde_terms[name]).mean(0)  # (W,)
+        prefix = "kde_" if isinstance(kernel, str) else f"kde_{name}_"
+        terms.update({prefix + w: kde[k] for k, w in enumerate(weights)})
     return terms
 
 

@@ -169,13 +169,13 @@ def evaluate(model, head, data, config):
     row.update({f"train_{k}": v.item() for k, v in nc.items()})
     # App. D: representativeness = validation loss - KDE term, both logged, for each kernel and each
     # reading of the weights (README: with the reference code's weights the KDE term is ~1e-4 of the value).
+    terms = representativeness_terms(at_eq["train"], logits_at_eq["train"], at_eq["val"], logits_at_eq["val"],
+                                     answers["val"], bandwidth=config["bandwidth"], kernel=("petzka", "gaussian"),
+                                     weights=("normalised", "as_given"), sample_weight=config["sample_weight"])
+    row["representativeness_val_loss"] = terms["val_loss"].item()
     for kernel, prefix in (("petzka", "representativeness"), ("gaussian", "representativeness_gaussian")):
-        terms = representativeness_terms(at_eq["train"], logits_at_eq["train"], at_eq["val"], logits_at_eq["val"],
-                                         answers["val"], bandwidth=config["bandwidth"], kernel=kernel,
-                                         weights=("normalised", "as_given"), sample_weight=config["sample_weight"])
-        row["representativeness_val_loss"] = terms["val_loss"].item()
         for weights, key in (("normalised", prefix), ("as_given", prefix + "_as_given")):
-            row[key + "_kde"] = terms[f"kde_{weights}"].item()
+            row[key + "_kde"] = terms[f"kde_{kernel}_{weights}"].item()
             row[key] = row["representativeness_val_loss"] - row[key + "_kde"]
     return row, passes
 
@@ -215,8 +215,9 @@ def main(argv=None):
                         config["n_heads"], 4 * config["d_model"]).to(device)
     head = model.unembed  # W_U: the layer NCC and relative flatness are measured at (taken before any wrapping)
     # AdamW with decoupled decay on every parameter, linear warm-up from 0 (docs/original_code.md §2.3).
+    # fused=True: one kernel for the whole update (CPU and CUDA), the same arithmetic as the per-tensor loop.
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], betas=(config["beta1"], config["beta2"]),
-                                  eps=1e-8, weight_decay=config["weight_decay"])
+                                  eps=1e-8, weight_decay=config["weight_decay"], fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / config["warmup_steps"], 1.0)
                                                   if config["warmup_steps"] > 0 else 1.0)
 
@@ -280,7 +281,8 @@ def main(argv=None):
         hidden = model(x, RHS)  # (B, 2, d): the last block only where the loss is
         logits = head(hidden)  # (B, 2, V)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        record_step(window, step % batches_per_epoch, hidden, logits, y, head.weight)
+        if pending and step >= pending[0] - batches_per_epoch:  # only the steps the next evaluation reads
+            record_step(window, step % batches_per_epoch, hidden, logits, y, head.weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

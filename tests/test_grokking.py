@@ -126,36 +126,104 @@ def test_running_flatness_is_the_mean_over_the_last_epochs_steps(tmp_path):
         assert full and all(r[f"train_{key}_running"] == pytest.approx(r[f"train_{key}"], rel=1e-4) for r in full)
 
 
-def test_model_matches_a_plain_causal_transformer():
-    """Post-LN blocks with causal softmax attention written out by hand (docs/original_code.md §2.2), and the
-    last-block shortcut (only the right-hand-side positions) gives the same hidden states."""
+def reference_block(block, x):
+    """One post-LN block written out by hand: causal softmax attention over (B, H, T, T) scores."""
     import math
 
-    from grokking_nc_rf.model import Transformer
+    batch, length, width = x.shape
+    q, k, v = (t.view(batch, length, 4, width // 4).transpose(1, 2) for t in block.qkv(x).split(width, -1))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(width // 4)
+    scores = scores.masked_fill(~torch.tril(torch.ones(length, length, dtype=torch.bool)), float("-inf"))
+    attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, width)
+    x = block.ln1(x + block.proj(attended))
+    return block.ln2(x + block.ff(x))
+
+
+def reference_forward(model, tokens):
+    """The plain causal transformer: every position of every sequence through every block."""
+    x = model.embed(tokens) + model.positions[:tokens.shape[1]]
+    for block in model.blocks:
+        x = reference_block(block, x)
+    return x
+
+
+def test_model_matches_a_plain_causal_transformer():
+    """Post-LN blocks with causal softmax attention written out by hand (docs/original_code.md §2.2); the
+    shared-prefix computation and the last-block shortcut (only the right-hand-side positions) give the
+    same hidden states, also for batches with repeated sequences and for sequences of any tokens."""
+    import math
+
+    from grokking_nc_rf.model import Transformer, shared_prefixes
 
     torch.manual_seed(0)
     model = Transformer(vocab_size(11)).double()
     tokens = equations(11)[0][:50]
-
-    def reference_block(block, x):
-        batch, length, width = x.shape
-        q, k, v = (t.view(batch, length, 4, width // 4).transpose(1, 2) for t in block.qkv(x).split(width, -1))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(width // 4)
-        scores = scores.masked_fill(~torch.tril(torch.ones(length, length, dtype=torch.bool)), float("-inf"))
-        attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, width)
-        x = block.ln1(x + block.proj(attended))
-        return block.ln2(x + block.ff(x))
-
+    random_tokens = torch.randint(0, 4, (64, 6))  # few tokens: many shared prefixes of every length
     with torch.no_grad():
-        x = model.embed(tokens) + model.positions[:6]
         # sinusoidal positions as the original: even i -> sin(pos / 10000^(i/d)), odd i -> cos(pos / 10000^((i-1)/d))
         assert model.positions[3, 4].item() == pytest.approx(math.sin(3 / 10000 ** (4 / 128)))
         assert model.positions[3, 5].item() == pytest.approx(math.cos(3 / 10000 ** (4 / 128)))
-        for block in model.blocks:
-            x = reference_block(block, x)
-        assert torch.allclose(model(tokens), x, atol=1e-12)
-        assert torch.allclose(model(tokens, train.RHS), x[:, 4:6], atol=1e-12)
+        for batch in (tokens, torch.cat([tokens, tokens[:7]]), random_tokens):
+            x = reference_forward(model, batch)
+            assert torch.allclose(model(batch), x, atol=1e-12)
+            assert torch.allclose(model(batch, train.RHS), x[:, 4:6], atol=1e-12)
     assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Linear))
+    # the packing: one row per distinct prefix, each sequence position pointing at its own prefix
+    token, position, rows, first = shared_prefixes(random_tokens)
+    prefixes = {tuple(seq[:p + 1].tolist()) for seq in random_tokens for p in range(6)}
+    assert len(token) == len(prefixes)
+    for b, p in [(0, 0), (5, 2), (63, 5), (17, 3)]:
+        r = rows[b, p]
+        assert position[r] == p and token[r] == random_tokens[b, p]
+        assert all(torch.equal(random_tokens[c, :p + 1], random_tokens[b, :p + 1]) == bool(rows[c, p] == r)
+                   for c in range(64))
+    assert torch.equal(rows.flatten()[first], torch.arange(len(token)))
+
+
+def test_training_matches_a_plain_reference_loop(tmp_path):
+    """train.py's step (shared prefixes, last-block shortcut, fused AdamW, Fig. 1's values recorded only for
+    the steps an evaluation reads) changes no number beyond float tolerance: 12 steps of a plain loop (the
+    hand-written transformer above at every position, per-tensor AdamW, the lr warm-up written out, the
+    same batches) end at the same parameters and the same logged training loss. Without the causal mask, or
+    with AMSGrad in train.py, this fails."""
+    import torch.nn.functional as F
+
+    from common import epoch_generator, load_checkpoint, seed_everything
+    from grokking_nc_rf.model import Transformer
+
+    flags = TINY + ["--steps", "12", "--eval_points", "3", "--warmup_steps", "3", "--lr", "3e-3",
+                    "--seed", "5", "--out_dir", str(tmp_path)]
+    rows = train.main(flags)
+    run_dir = train.parse_args(flags).run_dir
+    seed_everything(5)
+    model = Transformer(vocab_size(11))  # the same initialisation as train.py's
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-8, weight_decay=1.0,
+                                  foreach=False, fused=False)
+    inputs, targets = equations(11)
+    train_idx, _ = split_indices(11, 0.5, 0, "ordered")
+    x_train, y_train = inputs[train_idx], targets[train_idx]
+    batches = [order[i:i + 16] for epoch in range(3)
+               for order in [torch.randperm(len(train_idx), generator=epoch_generator(5, epoch))]
+               for i in range(0, len(train_idx), 16)]  # 60 equations: batches of 16, 16, 16, 12
+    for step, idx in enumerate(batches[:12]):
+        optimizer.param_groups[0]["lr"] = 3e-3 * min(step / 3, 1.0)
+        logits = model.unembed(reference_forward(model, x_train[idx]))[:, 4:6]
+        loss = F.cross_entropy(logits.flatten(0, 1), y_train[idx].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    trained = load_checkpoint(run_dir / "checkpoint.pt")["model"]
+    moved = 0.0
+    for name, value in model.state_dict().items():
+        # rounding-level differences everywhere, except where a ReLU sits at its kink (one weight here)
+        assert torch.allclose(trained[name], value, rtol=0, atol=1e-4), name
+        assert ((trained[name] - value).abs() > 1e-6).float().mean() < 1e-3, name
+        moved = max(moved, (value - Transformer(vocab_size(11)).state_dict()[name]).abs().max().item())
+    assert moved > 1e-2  # the parameters did move
+    with torch.no_grad():
+        logits = model.unembed(reference_forward(model, x_train))[:, 4:6]
+        loss = F.cross_entropy(logits.flatten(0, 1), y_train.flatten()).item()
+    assert rows[-1]["step"] == 12 and rows[-1]["train_loss"] == pytest.approx(loss, rel=1e-5)
 
 
 def test_save_features_packs_one_file(tmp_path):

@@ -249,3 +249,22 @@ def test_invalid_arguments():
         representativeness(tf, tl[:-1], vf, vl, vy)
     with pytest.raises(ValueError):
         representativeness(tf, tl, vf, vl[:-1], vy)
+
+
+@pytest.mark.parametrize("elements", [1, 14, 2**20])
+def test_kernels_together_equal_brute_force(monkeypatch, elements):
+    """Both kernels from one call (shared distances, label-ordered chunks that each read only their own labels'
+    loss columns) equal the brute-force loops, for chunks of one row, of a few rows and of all rows."""
+    data = _data(9, t=11, c=5)
+    monkeypatch.setattr(rep_module, "_KERNEL_ELEMENTS", elements)
+    terms = representativeness_terms(*data, bandwidth=0.9, kernel=("petzka", "gaussian"),
+                                     weights=("normalised", "as_given"), sample_weight=0.3)
+    assert set(terms) == {"val_loss", "kde_petzka_normalised", "kde_petzka_as_given", "kde_gaussian_normalised",
+                          "kde_gaussian_as_given"}
+    for kernel in ("petzka", "gaussian"):
+        rep = terms["val_loss"] - terms[f"kde_{kernel}_normalised"]
+        assert rep.item() == pytest.approx(BRUTE[kernel](*data, 0.9), rel=1e-11, abs=1e-14)
+        alone = representativeness_terms(*data, bandwidth=0.9, kernel=kernel, weights=("as_given",), sample_weight=0.3)
+        assert terms[f"kde_{kernel}_as_given"].item() == pytest.approx(alone["kde_as_given"].item(), rel=1e-12)
+    with pytest.raises(ValueError, match="kernel"):
+        representativeness_terms(*data, kernel=("petzka", "laplace"))
