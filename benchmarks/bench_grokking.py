@@ -13,7 +13,8 @@ For each thread count, timed side by side in alternating pairs (`benchmarks.timi
   the loss at the two right-hand-side positions, AdamW with its defaults).
 The step's FLOPs are counted by torch.utils.flop_counter; the matmul floor is the time a plain matmul
 (3072 x 128 @ 128 x 512, the FFN's shape) takes for the same FLOPs. One evaluation is
-`grokking_nc_rf.train.evaluate` (two full-batch forwards and every logged metric). The presets'
+`grokking_nc_rf.train.evaluate` (two full-batch forwards and every logged metric). Last, the first block's
+attention (forward and backward) written three ways. The presets'
 wall times add their steps, recorded steps and evaluations (checkpoints and log rows not included).
 The model is at initialisation: step and evaluation cost do not depend on the weights.
 """
@@ -113,6 +114,28 @@ def training_steps(config, data):
     return ours_step, plain_step, record
 
 
+def attention_variants(repeats: int) -> dict:
+    """Seconds of forward + backward of the first block's attention, (512, 4, 6, 32) inputs, three ways."""
+    from grokking_nc_rf.model import _attention
+
+    def broadcast(q, k, v, mask):  # earlier versions of model.py
+        scores = (q[..., :, None, :] * k[..., None, :, :]).sum(-1) / math.sqrt(q.shape[-1])
+        return (scores.masked_fill(~mask, float("-inf")).softmax(-1)[..., None] * v[..., None, :, :]).sum(-2)
+
+    def sdpa(q, k, v, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    q, k, v = (torch.randn(512, 4, 6, 32, requires_grad=True) for _ in range(3))
+    mask = torch.ones(6, 6, dtype=torch.bool).tril()
+
+    def run(fn):
+        return lambda: fn(q, k, v, mask).sum().backward()
+
+    return {name: median_seconds(run(fn), repeats) for name, fn in
+            (("batched matmuls (model.py)", _attention), ("F.scaled_dot_product_attention", sdpa),
+             ("broadcast products", broadcast))}
+
+
 def flops(fn) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
@@ -151,7 +174,8 @@ def measure(threads: int, repeats: int, evals: int) -> dict:
     return {"threads": threads, "step_s": ours_s, "plain_s": plain_s, "speedup": ratio, "record_s": record_s,
             "gflop": step_flops / 1e9, "plain_gflop": plain_flops / 1e9, "floor_s": floor_s, "eval_s": eval_s,
             "cpu": preset_minutes(cpu, batches_per_epoch, ours_s, record_s, eval_s),
-            "paper": preset_minutes(config, batches_per_epoch, ours_s, record_s, eval_s)}
+            "paper": preset_minutes(config, batches_per_epoch, ours_s, record_s, eval_s),
+            "attention": attention_variants(repeats)}
 
 
 def main(argv=None):
@@ -179,6 +203,9 @@ def main(argv=None):
         [[r["threads"], f"{1e3 * r['record_s']:.1f} ms", f"{r['eval_s']:.2f} s",
           f"{r['cpu'][0]:.1f} min ({r['cpu'][1]} evaluations)", f"{100 * r['cpu'][2]:.1f}%",
           f"{r['paper'][0]:.0f} min ({r['paper'][1]} evaluations)", f"{100 * r['paper'][2]:.1f}%"] for r in rows]))
+    print("\n" + markdown_table(["threads", *rows[0]["attention"]],
+                                 [[r["threads"], *(f"{1e3 * t:.2f} ms" for t in r["attention"].values())]
+                                  for r in rows]))
     return rows
 
 

@@ -6,6 +6,11 @@ any Linear, token embedding with N(0, 1) init (not scaled), fixed sinusoidal pos
 bias-free unembedding to the whole vocabulary. PyTorch default initialisation elsewhere. The
 original keeps separate (128 -> 32) Q/K/V projections per head; a fused (128 -> 3 * 128) projection
 has the same function class and the same default-init distribution (fan-in 128 in both).
+
+Computed for speed, with the same values (tests/test_grokking.py checks them against the plain
+transformer written out): the row-wise work (projections, LayerNorm, FFN) is done once per distinct
+prefix of the batch (`shared_prefixes`), attention per sequence with batched matmuls, and the last
+block only at the positions asked for.
 """
 
 from __future__ import annotations

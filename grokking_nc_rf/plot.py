@@ -216,7 +216,7 @@ def main(argv=None):
     n_seeds = frame["seed"].nunique()
     figures = group / "figures"
     figures.mkdir(exist_ok=True)
-    band = f"mean and min-max over {n_seeds} seeds"
+    band = f"mean and min-max over {n_seeds} seeds" if n_seeds > 1 else f"seed {frame['seed'].iloc[0]}"
     for name, fig, dpi in (("fig1_grokking", fig1(frame, band), 130), ("fig8_representativeness", fig8(frame, band), 130),
                            ("fig8_kde_terms", kde_terms(frame, band), 110), ("fig1_panels", panels(frame), 110)):
         fig.savefig(figures / f"{name}.png", dpi=dpi)
