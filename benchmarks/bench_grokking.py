@@ -128,8 +128,10 @@ def attention_variants(repeats: int) -> dict:
     q, k, v = (torch.randn(512, 4, 6, 32, requires_grad=True) for _ in range(3))
     mask = torch.ones(6, 6, dtype=torch.bool).tril()
 
+    grad = torch.randn(512, 4, 6, 32)  # contiguous, as in training (the gradient of .sum() is not)
+
     def run(fn):
-        return lambda: fn(q, k, v, mask).sum().backward()
+        return lambda: fn(q, k, v, mask).backward(grad)
 
     return {name: median_seconds(run(fn), repeats) for name, fn in
             (("batched matmuls (model.py)", _attention), ("F.scaled_dot_product_attention", sdpa),
