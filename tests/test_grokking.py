@@ -236,3 +236,30 @@ def test_save_features_packs_one_file(tmp_path):
     assert set(saved["steps"].tolist()) <= {r["step"] for r in rows} and saved["steps"][-1] == 40
     assert saved["is_train"].sum() == 60 and (saved["labels"] >= NUM_OFFSET).all()
     assert not (run_dir / "features").exists()
+
+
+@pytest.mark.parametrize("parallel", ["1", "0"])
+def test_run_script_rows_equal_single_seed_runs(tmp_path, parallel):
+    """run_script.sh trains the seeds side by side (PARALLEL=1, one thread each) or one after another; each
+    seed's rows equal those of the same seed run alone, and the plot step runs. A failing seed fails the script."""
+    import os
+    import subprocess
+    import sys
+
+    flags = TINY + ["--steps", "12", "--eval_points", "3", "--out_dir", str(tmp_path / "script")]
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "3 4", "PARALLEL": parallel}
+    done = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    if parallel == "1":
+        assert "[seed 3] " in done.stdout and "[seed 4] " in done.stdout
+    for seed in ("3", "4"):
+        alone = train.main(TINY + ["--steps", "12", "--eval_points", "3", "--seed", seed, "--out_dir", str(tmp_path / "alone")])
+        run_dir = train.parse_args(flags + ["--seed", seed]).run_dir
+        script_rows = read_metrics(run_dir / "metrics.jsonl")
+        keys = [k for k in alone[0] if not k.endswith("_s")]
+        assert [[r[k] for k in keys] for r in script_rows] == [[r[k] for k in keys] for r in alone]
+    assert (run_dir.parent / "figures" / "fig1_grokking.png").exists()
+    failing = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags, "--steps", "0"],
+                             env=env, capture_output=True, text=True)
+    assert failing.returncode == 2 and "--steps" in failing.stdout + failing.stderr
