@@ -77,6 +77,17 @@ def _memorising(s: pd.DataFrame) -> pd.DataFrame:
     return s[(s.step > 100) & (s.step <= (done.iloc[0] if len(done) else s.step.iloc[-1]))]
 
 
+def _largest_rise(s: pd.DataFrame) -> tuple[float, float, float]:
+    """The largest increase of the validation loss during memorisation (a later value minus the lowest
+    before it): (the low, the top, the step of the top); NaN when there is no such window."""
+    m = _memorising(s).reset_index(drop=True)
+    if not len(m):
+        return np.nan, np.nan, np.nan
+    low = m.val_loss.cummin()
+    top = (m.val_loss - low).idxmax()
+    return low[top], m.val_loss[top], m.step[top]
+
+
 # The check numbers REPRODUCTION.md compares with the paper's Fig. 1 and the original run, per seed.
 CHECKS = {
     "NCC (train, running) at step 0": lambda s: s.train_ncc_running.iloc[0],
@@ -94,11 +105,9 @@ CHECKS = {
     "||W_U||_F: peak step": lambda s: _at_peak(s, "w_norm").step,
     "||W_U||_F: last value": lambda s: s.w_norm.iloc[-1],
     "val loss at step 0": lambda s: s.val_loss.iloc[0],
-    "val loss during memorisation: lowest value before its highest": lambda s: (
-        lambda m: m.val_loss[m.step <= _at_peak(m, "val_loss").step].min() if len(m) else np.nan)(_memorising(s)),
-    "val loss during memorisation: highest value": lambda s: _memorising(s).val_loss.max(),
-    "val loss during memorisation: step of that value": lambda s: (
-        lambda m: _at_peak(m, "val_loss").step if len(m) else np.nan)(_memorising(s)),
+    "val loss during memorisation, its largest rise: from": lambda s: _largest_rise(s)[0],
+    "val loss during memorisation, its largest rise: to": lambda s: _largest_rise(s)[1],
+    "val loss during memorisation, its largest rise: step of the top": lambda s: _largest_rise(s)[2],
     "val loss: last value": lambda s: s.val_loss.iloc[-1],
     "representativeness (Petzka): highest value": lambda s: s.representativeness.max(),
     "representativeness (Petzka): last value": lambda s: s.representativeness.iloc[-1],
