@@ -21,7 +21,7 @@ else
     for seed in $SEEDS; do
         { code=0; "$PYTHON" -m grokking_nc_rf.train --seed "$seed" --threads 1 "$@" 2>&1 || code=$?
           echo "$code" > "$status/$seed"; } |
-            awk -v p="[seed $seed] " '{ print p $0; fflush() }' &
+            while IFS= read -r line; do printf '[seed %s] %s\n' "$seed" "$line"; done &
     done
     wait
     for seed in $SEEDS; do
