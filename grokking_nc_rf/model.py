@@ -37,7 +37,7 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v  # (B, H, Tq, d_head)
 
 
-def shared_prefixes(tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def shared_prefixes(tokens: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The distinct prefixes tokens[b, :p+1] of a batch, one packed row each.
 
     Under causal attention a position's state depends only on the prefix that ends there, so a

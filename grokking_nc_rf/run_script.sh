@@ -5,7 +5,7 @@
 # Extra flags pass through to train.py and plot.py (e.g. --lr 3e-4 --steps 8000 --split unordered).
 # PYTHON selects the interpreter (default python3), e.g. PYTHON=.venv/bin/python.
 # PARALLEL=1 (the default) trains the seeds at the same time, one thread each, their lines prefixed by
-# the seed: on a 2-core CPU 10% faster than one after another (grokking_nc_rf/README.md). PARALLEL=0:
+# the seed: on a 2-core CPU the CPU preset's main command is ~14% faster (grokking_nc_rf/README.md). PARALLEL=0:
 # one after another with torch's default thread count. A flag --threads N given here wins over both.
 set -e
 cd "$(dirname "$0")/.."

@@ -149,8 +149,8 @@ def evaluate(model, head, data, config):
         row[f"{split}_loss"], row[f"{split}_acc"] = loss.item(), acc.item()
     if not math.isfinite(row["train_loss"]):
         raise FloatingPointError(row["train_loss"])
-    # In float32 (the closed forms keep rounding-level relative error, ~4e-7 against float64 after grokking)
-    # except NC1-NC4: NC1's pseudo-inverse of the between-class covariance needs float64.
+    # In float32 (the closed forms keep rounding-level relative error) except NC1-NC4: NC1's
+    # pseudo-inverse of the between-class covariance needs float64.
     w_u = head.weight  # (V, d) the unembedding W_U, all vocabulary rows
     # Measured where the answer is predicted: the hidden state at '=' (N, d), its logits (N, V), and the
     # answer tokens (N,) as class labels.
