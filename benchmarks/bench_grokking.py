@@ -170,11 +170,13 @@ def measure(threads: int, repeats: int, evals: int) -> dict:
     record_s = median_seconds(record, repeats)
     floor_s = step_flops * matmul_seconds_per_flop(repeats)
     model = Transformer(vocab_size(config["modulus"]))
-    eval_s = median_seconds(lambda: train.evaluate(model, model.unembed, data, config), evals)
+    evaluate = lambda: train.evaluate(model, model.unembed, data, config)  # noqa: E731
+    eval_s, eval_flops = median_seconds(evaluate, evals), flops(evaluate)
     batches_per_epoch = math.ceil(len(train_idx) / 512)
     cpu = train.parse_args(["--preset", "cpu"]).config
     return {"threads": threads, "step_s": ours_s, "plain_s": plain_s, "speedup": ratio, "record_s": record_s,
             "gflop": step_flops / 1e9, "plain_gflop": plain_flops / 1e9, "floor_s": floor_s, "eval_s": eval_s,
+            "eval_gflop": eval_flops / 1e9,
             "cpu": preset_minutes(cpu, batches_per_epoch, ours_s, record_s, eval_s),
             "paper": preset_minutes(config, batches_per_epoch, ours_s, record_s, eval_s),
             "attention": attention_variants(repeats)}
@@ -200,9 +202,9 @@ def main(argv=None):
           f"{1e3 * r['floor_s']:.1f} ms ({r['gflop'] / r['floor_s']:.0f} GFLOP/s)",
           f"{r['step_s'] / r['floor_s']:.2f}x"] for r in rows]))
     print("\n" + markdown_table(
-        ["threads", "recorded step (extra)", "one evaluation", "CPU preset", "CPU evaluation share", "paper preset",
+        ["threads", "recorded step (extra)", "one evaluation (GFLOP)", "CPU preset", "CPU evaluation share", "paper preset",
          "paper evaluation share"],
-        [[r["threads"], f"{1e3 * r['record_s']:.1f} ms", f"{r['eval_s']:.2f} s",
+        [[r["threads"], f"{1e3 * r['record_s']:.1f} ms", f"{r['eval_s']:.2f} s ({r['eval_gflop']:.1f})",
           f"{r['cpu'][0]:.1f} min ({r['cpu'][1]} evaluations)", f"{100 * r['cpu'][2]:.1f}%",
           f"{r['paper'][0]:.0f} min ({r['paper'][1]} evaluations)", f"{100 * r['paper'][2]:.1f}%"] for r in rows]))
     print("\n" + markdown_table(["threads", *rows[0]["attention"]],
