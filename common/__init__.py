@@ -9,6 +9,7 @@ Metrics (tensors in, 0-dim tensor out, differentiable, device/dtype follow the i
     representativeness        App. D, KDE representativeness (Fig. 8)
     representativeness_terms  its two terms: validation loss and KDE term, per weighting of App. D
     prop52_bound              Prop. 5.2's right-hand side (a float)
+    powerlaw_fit, layer_alphas   HTSR alpha (Martin & Mahoney): power-law exponent of a layer's spectrum
     rf_regulariser            Eq. (1)'s term as the rf_* experiments apply it (temperature, normalised features)
     cap_weight_, Unplug       the classifier's norm cap and the unplug schedule (App. C and the released scripts)
 
@@ -28,6 +29,7 @@ Image-classification ingredients (models, data, augmentation, per-split metrics)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .cli import ArgumentParser, Diverged, UsageError, entry_point, fail
 from .config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epoch_generator, parse, with_defaults
+from .htsr import layer_alphas, powerlaw_fit, spectrum
 from .features import FeatureCapture, capture_features
 from .plots import markdown_table, seed_band
 from .neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
@@ -41,7 +43,7 @@ from .seeding import get_rng_state, seed_everything, set_rng_state
 __all__ = [
     "ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse", "class_mean_angles",
     "simplex_angle", "representativeness", "representativeness_terms", "prop52_bound", "class_statistics",
-    "rf_regulariser", "cap_weight_", "Unplug",
+    "rf_regulariser", "cap_weight_", "Unplug", "powerlaw_fit", "layer_alphas", "spectrum",
     "capture_features", "FeatureCapture",
     "RunLog", "load_runs", "read_metrics", "git_commit",
     "save_checkpoint", "load_checkpoint", "CheckpointError",
