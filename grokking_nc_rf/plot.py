@@ -23,25 +23,34 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from common import UsageError, entry_point, load_runs, markdown_table, seed_band  # noqa: E402
+from common.analysis import Event, onset_table, write_tables  # noqa: E402
 from grokking_nc_rf import train  # noqa: E402
 
 def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
     return s.iloc[int(np.argmax(s[key].to_numpy()))]
 
 
-ONSETS = {  # train side: the original's in-training epoch values, as Fig. 1 plots them
-    "train_acc >= 99%": lambda s: _first(s.step, s.train_acc_running >= 0.99),
-    "val_acc >= 90%": lambda s: _first(s.step, s.val_acc >= 0.90),
-    "val_acc >= 99%": lambda s: _first(s.step, s.val_acc >= 0.99),
-    "NCC < 10% of initial": lambda s: _first(s.step, s.train_ncc_running < 0.1 * s.train_ncc_running.iloc[0]),
-    "RF peak: original (Fig. 1)": lambda s: _at_peak(s, "train_rf_original_running").step,
-    "RF peak: original, eval": lambda s: _at_peak(s, "train_rf_original").step,
-    "RF peak: bound at '='": lambda s: _at_peak(s, "train_rf_bound").step,
-    "RF peak: exact at '='": lambda s: _at_peak(s, "train_rf_exact").step,
-    "representativeness < 10% of peak": lambda s: _first(
-        s.step, (s.representativeness < 0.1 * s.representativeness.max())
-        & (s.step > _at_peak(s, "representativeness").step)),
-}
+# The onset table (common.analysis: each event read from the running median of 3 evaluations, so a
+# one-evaluation loss spike is neither a peak nor a crossing). Train side: the original's in-training epoch
+# values, as Fig. 1 plots them; NC1 (Sakamoto et al.'s within-class variability) and HTSR alpha beside them.
+EVENTS = [
+    Event("train_acc >= 99%", "train_acc_running", "above", 0.99),
+    Event("val_acc >= 90%", "val_acc", "above", 0.90),
+    Event("val_acc >= 99%", "val_acc", "above", 0.99),
+    Event("NCC < 10% of initial", "train_ncc_running", "below", 0.1, relative="initial"),
+    Event("NC1 peak", "train_nc1", "max"),
+    Event("NC1 < 10% of initial", "train_nc1", "below", 0.1, relative="initial"),
+    Event("RF peak: original (Fig. 1)", "train_rf_original_running", "max"),
+    Event("RF peak: original, eval", "train_rf_original", "max"),
+    Event("RF peak: bound at '='", "train_rf_bound", "max"),
+    Event("RF peak: exact at '='", "train_rf_exact", "max"),
+    Event("||W_U||_F peak", "w_norm", "max"),
+    Event("representativeness peak", "representativeness", "max"),
+    Event("representativeness < 10% of peak", "representativeness", "below", 0.1, relative="peak",
+          after="representativeness peak"),
+    Event("HTSR alpha (mean) lowest", "alpha_mean", "min"),
+    Event("HTSR alpha (W_U) lowest", "alpha_unembed", "min"),
+]
 
 
 KDE_READINGS = [("representativeness", "Petzka kernel, reference code's weights (Fig. 8)", "tab:orange"),
@@ -49,24 +58,6 @@ KDE_READINGS = [("representativeness", "Petzka kernel, reference code's weights 
                 ("representativeness_as_given", "Petzka kernel, weight 0.02 as given", "tab:red"),
                 ("representativeness_gaussian_as_given", "Gaussian kernel, weight 0.02 as given (App. D literally)",
                  "tab:purple")]
-
-
-def _first(steps: pd.Series, condition: pd.Series) -> float:
-    hits = steps[condition.to_numpy()]
-    return float(hits.iloc[0]) if len(hits) else float("nan")
-
-
-def onset_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per seed plus 'mean ± std': the step at which each event happens (NaN: never)."""
-    rows = {f"seed {seed}": {name: fn(group.sort_values("step").reset_index(drop=True)) for name, fn in ONSETS.items()}
-            for seed, group in frame.groupby("seed")}
-    steps = pd.DataFrame(rows).T  # NaN: the event never happened in that run
-    mean, std = steps.mean(), steps.std().fillna(0)
-    table = steps.map(lambda v: f"{v:.0f}" if np.isfinite(v) else "not reached")
-    # A mean over seeds only where every seed reached the event.
-    table.loc["mean ± std"] = [f"{mean[c]:.0f} ± {std[c]:.0f}" if steps[c].notna().all() else "not reached"
-                               for c in steps.columns]
-    return table
 
 
 def _memorising(s: pd.DataFrame) -> pd.DataFrame:
@@ -238,10 +229,8 @@ def main(argv=None):
                            ("fig8_kde_terms", kde_terms(frame, band), 110), ("fig1_panels", panels(frame), 110)):
         fig.savefig(figures / f"{name}.png", dpi=dpi)
         plt.close(fig)
-    table = onset_table(frame)
-    table.to_csv(group / "onsets.csv")
-    markdown = markdown_table(["run", *table.columns], [[idx, *row] for idx, row in table.iterrows()])
-    (group / "onsets.md").write_text(markdown)
+    table = onset_table(frame, EVENTS)
+    markdown = write_tables(table, group)
     checks = check_table(frame)
     (group / "checks.md").write_text(checks)
     print(f"Onset steps ({n_seeds} seeds, {group}):\n{markdown}\nCheck numbers (REPRODUCTION.md):\n{checks}\n"

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (POSITIVE, Diverged, Key, UsageError, RunLog, command_line, entry_point, epoch_generator, log_grid_epochs,
-                    log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound, relative_flatness_exact,
+from common import (POSITIVE, Diverged, Key, UsageError, RunLog, command_line, entry_point, epoch_generator,
+                    layer_alphas, log_grid_epochs, log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound, relative_flatness_exact,
                     representativeness_terms)
 from grokking_nc_rf.data import ANSWER_POS, EOS_POS, equations, split_indices, vocab_size
 from grokking_nc_rf.model import Transformer
@@ -165,6 +165,8 @@ def evaluate(model, head, data, config):
     hidden, logits = passes["train"]
     row["train_rf_original"] = relative_flatness_bound(hidden.flatten(1), w_u, logits=logits[:, 0] * logits[:, 1]).item()
     row["w_norm"] = w_u.norm().item()
+    # HTSR alpha of every weight matrix (Martin & Mahoney; the signal of Prakash & Martin's anti-grokking).
+    row.update({k: v.item() for k, v in layer_alphas(model).items()})
     nc = neural_collapse(at_eq["train"].double(), answers["train"], w_u.double())
     row.update({f"train_{k}": v.item() for k, v in nc.items()})
     # App. D: representativeness = validation loss - KDE term, both logged, for each kernel and each

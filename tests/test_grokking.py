@@ -79,7 +79,8 @@ def test_smoke_run_values_and_plots(tmp_path, capsys):
     figures = run_dir.parent / "figures"
     for name in ("fig1_grokking.png", "fig8_representativeness.png", "fig8_kde_terms.png", "fig1_panels.png"):
         assert (figures / name).stat().st_size > 10_000
-    assert "mean ± std" in table.index and (run_dir.parent / "onsets.md").exists()
+    assert list(table.index) == [(".", 42)] and (run_dir.parent / "onsets.md").exists()
+    assert set(table.columns) == {"val_acc rise (half-way)", *(e.name for e in plot.EVENTS)}
 
 
 def test_running_flatness_is_the_mean_over_the_last_epochs_steps(tmp_path):

@@ -54,8 +54,8 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
-def _find(data_dir: Path, name: str) -> Path | None:
-    for folder in (data_dir, data_dir / "FashionMNIST" / "raw"):
+def _find(data_dir: Path, name: str, torchvision_folder: str = "FashionMNIST") -> Path | None:
+    for folder in (data_dir, data_dir / torchvision_folder / "raw"):
         for candidate in (folder / (name + ".gz"), folder / name):
             if candidate.exists():
                 return candidate
@@ -64,13 +64,22 @@ def _find(data_dir: Path, name: str) -> Path | None:
 
 def load_fashion_mnist(data_dir: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Fashion-MNIST as uint8 images (N, 1, 28, 28) and int64 labels (N,) from the idx files in `data_dir`."""
+    return load_idx_images(data_dir, train, "fashion_mnist")
+
+
+def load_idx_images(data_dir: str | Path, train: bool, dataset: str = "fashion_mnist") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST or MNIST (the same four idx file names) as uint8 images (N, 1, 28, 28) and int64
+    labels (N,) from `data_dir` (or torchvision's <data_dir>/FashionMNIST/raw, <data_dir>/MNIST/raw)."""
     data_dir = Path(data_dir)
-    paths = [_find(data_dir, name) for name in FASHION_MNIST_FILES[train]]
+    name, folder = {"fashion_mnist": ("Fashion-MNIST", "FashionMNIST"), "mnist": ("MNIST", "MNIST")}[dataset]
+    paths = [_find(data_dir, file, folder) for file in FASHION_MNIST_FILES[train]]
     if None in paths:
         missing = [n for n, p in zip(FASHION_MNIST_FILES[train], paths) if p is None]
-        raise UsageError(f"Fashion-MNIST file {missing[0]}(.gz) not found in {data_dir}; on Debian run "
-                         f"`apt-get install dataset-fashion-mnist` and pass the folder `dpkg -L dataset-fashion-mnist` "
-                         f"lists as --data_dir, or let torchvision.datasets.FashionMNIST(root, download=True) fetch it")
+        how = ("on Debian run `apt-get install dataset-fashion-mnist` and pass the folder `dpkg -L "
+               "dataset-fashion-mnist` lists as --data_dir, or let torchvision.datasets.FashionMNIST(root, "
+               "download=True) fetch it") if dataset == "fashion_mnist" else \
+            "let torchvision.datasets.MNIST(root, download=True) fetch it and pass root as --data_dir"
+        raise UsageError(f"{name} file {missing[0]}(.gz) not found in {data_dir}; {how}")
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise UsageError(f"{paths[0]} and {paths[1]} do not hold matching images (N, 28, 28) and labels (N,)")
