@@ -26,6 +26,8 @@ Plumbing every experiment shares:
 Image-classification ingredients (models, data, augmentation, per-split metrics): `common.images`.
 """
 
+__version__ = "0.1.0"  # pyproject.toml has the same (tests/test_repo.py)
+
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .cli import ArgumentParser, Diverged, UsageError, entry_point, fail
 from .config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epoch_generator, parse, with_defaults

@@ -76,7 +76,7 @@ def train_with_unplug(run: Run, argv, model: torch.nn.Module, head: torch.nn.Lin
                "train_loss_total": mean["loss"], "train_ce_running": mean["ce"], "train_reg_running": mean["reg"],
                "train_rf_bound_running": mean["rf_bound"], "train_acc_running": mean["correct"]}
         start = time.perf_counter()
-        row.update(evaluate(model, head, data, workers=workers))
+        row.update(evaluate(model, head, data, workers=workers, progress=run.progress))
         row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s
         log.append(row)
         log.save_checkpoint(epoch + 1, model, optimizer)

@@ -127,7 +127,7 @@ def main(argv=None):
                        # Fig. 3 from the original's epoch class means
                        train_angles_running=upper_triangle(class_mean_angles(phi_epoch, y_epoch)).tolist())
         start = time.perf_counter()
-        row.update(evaluate(model, head, data))
+        row.update(evaluate(model, head, data, progress=run.progress))
         row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s
         log.append(row)
         log.save_checkpoint(epoch + 1, model, optimizer)

@@ -27,9 +27,32 @@ def test_public_api_is_exported_with_docstrings():
 
 def test_no_machine_paths_in_tracked_text():
     for path in REPO.rglob("*"):
-        if ".venv" in path.parts or ".git" in path.parts or not path.is_file():
+        if {".venv", ".git", "runs"} & set(path.parts) or not path.is_file():
             continue
-        if path.suffix in {".py", ".md", ".sh", ".txt", ".ini", ".toml"} or path.name == "run":
+        if path.suffix in {".py", ".md", ".sh", ".txt", ".ini", ".toml", ".ipynb"} or path.name == "run":
             text = path.read_text(errors="ignore")
             for marker in ("/" + "work/", "/" + "root/", "/" + "farm/"):
                 assert marker not in text, f"{path} names a machine path {marker}"
+
+
+def test_pyproject_installs_common_with_its_version():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["version"] == common.__version__
+    packages = {".".join(p.relative_to(REPO).parent.parts) for p in (REPO / "common").rglob("__init__.py")}
+    assert set(project["tool"]["setuptools"]["packages"]) == packages
+    core = {line.split(">")[0].split("<")[0] for line in (REPO / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")}
+    named = {d.split(">")[0].split("<")[0] for d in project["project"]["dependencies"]}
+    extras = {d.split(">")[0].split("<")[0] for ds in project["project"]["optional-dependencies"].values() for d in ds}
+    assert named | extras == core  # the same packages as the experiments' requirements, split into extras
+
+
+def test_import_common_needs_only_torch_and_numpy():
+    import subprocess
+    import sys
+
+    code = ("import sys, common; heavy = [m for m in ('pandas', 'matplotlib', 'torchvision', 'scipy') "
+            "if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

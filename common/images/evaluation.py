@@ -55,15 +55,17 @@ def split_metrics(split: str, features: Tensor, logits: Tensor, labels: Tensor, 
 
 @torch.no_grad()
 def dataset_features_and_logits(model: nn.Module, head: nn.Module, dataset, device: torch.device,
-                                batch_size: int = 256, workers: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+                                batch_size: int = 256, workers: int = 0, progress: bool = False,
+                                desc: str = "evaluating") -> tuple[Tensor, Tensor, Tensor]:
     """Eval-mode pass over a torch Dataset of (image, label) in order: (features (N, D), logits (N, C),
-    labels (N,)), on `device`."""
+    labels (N,)), on `device`; a progress bar over its batches with `progress`."""
     from torch.utils.data import DataLoader
+    from tqdm import tqdm
 
     features, logits, labels = [], [], []
     with capture_features(model, head) as cap:
-        for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                               pin_memory=device.type == "cuda"):
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+        for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
             logits.append(model(x.to(device, non_blocking=True)))
             features.append(cap.features)
             labels.append(y.to(device))
@@ -71,9 +73,10 @@ def dataset_features_and_logits(model: nn.Module, head: nn.Module, dataset, devi
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0) -> dict:
+def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0, progress: bool = False) -> dict:
     """One eval-mode pass over each split of `data` ({"train": source, "val": source}, a source being
-    (images, labels) tensors or a torch Dataset) and its metrics."""
+    (images, labels) tensors or a torch Dataset) and its metrics; a progress bar over a Dataset's batches
+    with `progress`."""
     model.eval()
     row = {}
     for split, source in data.items():
@@ -82,6 +85,7 @@ def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0) ->
             row.update(split_metrics(split, *features_and_logits(model, head, x), y, head))
         else:
             device = next(model.parameters()).device
-            features, logits, y = dataset_features_and_logits(model, head, source, device, workers=workers)
+            features, logits, y = dataset_features_and_logits(model, head, source, device, workers=workers,
+                                                              progress=progress, desc=f"evaluating {split}")
             row.update(split_metrics(split, features, logits, y, head))
     return row
