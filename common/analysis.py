@@ -172,6 +172,16 @@ def summary(table) -> list[list]:
 SUMMARY_COLUMNS = ["run group", "event", "seeds", "step: mean ± std", "95% bootstrap CI", "lag vs val_acc rise"]
 
 
+def runs_under(root: Path):
+    """`load_runs(root)`, or a UsageError saying why there is nothing to read (the CLIs' common start)."""
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder; give the folder that holds the runs (e.g. runs/grokking_nc_rf/cpu)")
+    frame = load_runs(root)
+    if frame.empty:
+        raise UsageError(f"no metrics.jsonl under {root}; train the runs first")
+    return frame
+
+
 def generic_events(frame) -> list[Event]:
     """The peak and the trough of every numeric logged metric (step, epoch, lr and timings left out)."""
     skip = {"step", "epoch", "lr", "train_s", "eval_s", "seed"}
@@ -222,11 +232,7 @@ def main(argv=None):
     if args.smooth < 1:
         raise UsageError(f"--smooth must be >= 1, got {args.smooth}")
     root = Path(args.runs_dir)
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder; give the folder that holds the runs (e.g. runs/grokking_nc_rf)")
-    frame = load_runs(root)
-    if frame.empty:
-        raise UsageError(f"no metrics.jsonl under {root}; train a run first")
+    frame = runs_under(root)
     name = args.events or next((p for p in root.resolve().parts[::-1] if p in EXPERIMENTS), "generic")
     if name not in (*EXPERIMENTS, "generic"):
         raise UsageError(f"--events must be one of {', '.join(EXPERIMENTS)} or generic, got {name!r}")

@@ -25,9 +25,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .analysis import REFERENCE, Event, onsets  # noqa: E402
+from .analysis import REFERENCE, Event, onsets, runs_under  # noqa: E402
 from .cli import UsageError, entry_point  # noqa: E402
-from .runlog import load_runs  # noqa: E402
 
 FIGURES = ("fig1", "fig1_panels", "fig8", "fig8_kde_terms", "fig2", "fig3", "fig5", "fig6", "fig7", "fig4",
            "anti_grokking", "signals")
@@ -127,11 +126,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="where the PNG goes (default: RUNS_DIR/figures)")
     args = parser.parse_args(argv)
     root = Path(args.runs_dir)
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder; give the folder that holds the runs (e.g. runs/grokking_nc_rf/cpu)")
-    frame = load_runs(root)
-    if frame.empty:
-        raise UsageError(f"no metrics.jsonl under {root}; train the runs first")
+    frame = runs_under(root)
     if REQUIRED[args.figure] not in frame:
         raise UsageError(f"the runs under {root} have no {REQUIRED[args.figure]}: --figure {args.figure} needs runs of "
                          f"the experiment that draws it")
