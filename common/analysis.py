@@ -7,7 +7,7 @@ lag against the rise of validation accuracy.
 
 An event is found on the curve of one run (its evaluations in step order). Peaks, troughs and threshold
 crossings are read from the running median of `smooth` consecutive evaluations (3 by default: an
-evaluation and its two neighbours), so one evaluation that spikes (the one-evaluation loss spikes of the
+evaluation and its two neighbours; the first and last evaluation keep their values), so one evaluation that spikes (the one-evaluation loss spikes of the
 grokking runs after memorisation) can neither be a peak nor cross a threshold; an event may also be
 sought only after or before another event of the same run (its phase). The reference is the rise of
 validation accuracy: the first evaluation at which it has covered half of the way from its initial value
@@ -70,11 +70,16 @@ REFERENCE = Event("val_acc rise (half-way)", "val_acc", "rise", 0.5)
 
 
 def smoothed(values: np.ndarray, window: int) -> np.ndarray:
-    """Running median of `window` consecutive values (centred; the ends use the values there are)."""
-    if window <= 1:
-        return values.astype(float)
+    """Running median of `window` consecutive values, centred; the first and last window // 2 values are
+    kept as they are (the initial value is the one at initialisation)."""
+    values = values.astype(float)
     half = window // 2
-    return np.array([np.nanmedian(values[max(0, i - half):i + half + 1]) for i in range(len(values))])
+    if half == 0 or len(values) <= 2 * half:
+        return values
+    out = values.copy()
+    windows = np.lib.stride_tricks.sliding_window_view(values, 2 * half + 1)
+    out[half:len(values) - half] = np.nanmedian(windows, axis=1)
+    return out
 
 
 def find_event(steps: np.ndarray, values: np.ndarray, event: Event, lower: float = -np.inf,
@@ -127,10 +132,11 @@ def onsets(run, events: list[Event], smooth: int = 3, x: str = "step") -> dict[s
 
 
 def onset_table(frame, events: list[Event], smooth: int = 3, x: str = "step"):
-    """One row per run (run group, seed): each event's step and its lag against the reference.
-    Returns a DataFrame indexed by (group, seed)."""
+    """One row per run (run group, seed): each event's step (events whose metric none of the runs logged
+    are left out). Returns a DataFrame indexed by (group, seed)."""
     import pandas as pd
 
+    events = [e for e in events if e.metric in frame and frame[e.metric].notna().any()]
     frame = frame.assign(group=frame["run_dir"].map(lambda p: str(Path(p).parent)))
     rows = {}
     for (group, run_dir), run in frame.groupby(["group", "run_dir"], sort=True):

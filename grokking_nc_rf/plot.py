@@ -38,8 +38,9 @@ EVENTS = [
     Event("val_acc >= 90%", "val_acc", "above", 0.90),
     Event("val_acc >= 99%", "val_acc", "above", 0.99),
     Event("NCC < 10% of initial", "train_ncc_running", "below", 0.1, relative="initial"),
-    Event("NC1 peak", "train_nc1", "max"),
     Event("NC1 < 10% of initial", "train_nc1", "below", 0.1, relative="initial"),
+    Event("NC1 lowest", "train_nc1", "min"),
+    Event("NC1 > 10% of initial again", "train_nc1", "above", 0.1, relative="initial", after="NC1 lowest"),
     Event("RF peak: original (Fig. 1)", "train_rf_original_running", "max"),
     Event("RF peak: original, eval", "train_rf_original", "max"),
     Event("RF peak: bound at '='", "train_rf_bound", "max"),
@@ -48,8 +49,8 @@ EVENTS = [
     Event("representativeness peak", "representativeness", "max"),
     Event("representativeness < 10% of peak", "representativeness", "below", 0.1, relative="peak",
           after="representativeness peak"),
-    Event("HTSR alpha (mean) lowest", "alpha_mean", "min"),
-    Event("HTSR alpha (W_U) lowest", "alpha_unembed", "min"),
+    Event("HTSR alpha (mean) < 2", "alpha_mean", "below", 2.0),
+    Event("HTSR alpha (W_U) < 2", "alpha_unembed", "below", 2.0),
 ]
 
 

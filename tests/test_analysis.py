@@ -40,6 +40,8 @@ def test_a_one_evaluation_spike_is_not_a_peak_nor_a_crossing():
     assert raw["loss peak"] == 40 and raw["acc >= 0.9"] == 40
     assert median["loss peak"] == 30 and median["acc >= 0.9"] == 70
     assert smoothed(np.array(loss), 3)[3] == pytest.approx(2.3)  # median of 2.2, 2.3, 9.0
+    assert smoothed(np.array(loss), 3)[[0, -1]].tolist() == [2.0, 0.1]  # the ends keep their values
+    assert smoothed(np.array(loss), 5)[2] == pytest.approx(2.2)  # median of 2.0, 2.1, 2.2, 2.3, 9.0
 
 
 def test_bootstrap_interval_matches_a_direct_resampling():
