@@ -26,7 +26,7 @@ _WEIGHTS = ("normalised", "as_given")
 def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_features: Tensor,
                              val_logits: Tensor, val_labels: Tensor, *, bandwidth: float = 1.0,
                              kernel: str | tuple[str, ...] = "petzka", weights: tuple[str, ...] = ("normalised",),
-                             sample_weight: float = 0.02) -> dict[str, Tensor]:
+                             sample_weight: float = 0.02, progress: bool = False) -> dict[str, Tensor]:
     """The two terms of the KDE representativeness, App. D: Rep = val_loss - kde.
 
     With S the training points, T the validation points, d_ji = ||phi_j - phi_i||_2 and the
@@ -64,6 +64,7 @@ def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_f
         kernel: "petzka", "gaussian", or a tuple of them.
         weights: any of "normalised", "as_given".
         sample_weight: the per-sample weight of weights="as_given" (App. D: 0.02).
+        progress: a progress bar over the chunks of validation points (for large sets).
     Returns:
         {"val_loss": 0-dim, "kde_<w>": 0-dim for each w in weights}, differentiable; for a tuple of
         kernels "kde_<kernel>_<w>" for each kernel and w.
@@ -101,7 +102,11 @@ def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_f
         tables[name] = torch.stack(per_weight, dim=1)
     chunk = max(1, _KERNEL_ELEMENTS // max(1, num_train))
     kde_terms = {name: [] for name in kernels}
-    for start in range(0, val_sorted.shape[0], chunk):
+    starts = range(0, val_sorted.shape[0], chunk)
+    if progress:  # a bar over the chunks, for large sets (tqdm is imported only then)
+        from tqdm import tqdm
+        starts = tqdm(starts, desc="KDE chunks", leave=False)
+    for start in starts:
         block = val_sorted[start:start + chunk]  # (t, D)
         columns = label_column[start:start + chunk]  # sorted: the chunk's labels are columns lo..hi
         lo, hi = columns[0].item(), columns[-1].item() + 1

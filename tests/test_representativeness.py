@@ -268,3 +268,13 @@ def test_kernels_together_equal_brute_force(monkeypatch, elements):
         assert terms[f"kde_{kernel}_as_given"].item() == pytest.approx(alone["kde_as_given"].item(), rel=1e-12)
     with pytest.raises(ValueError, match="kernel"):
         representativeness_terms(*data, kernel=("petzka", "laplace"))
+
+
+def test_progress_bar_changes_no_value(capsys):
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randn(300, 8, generator=g), torch.randn(300, 5, generator=g), torch.randn(200, 8, generator=g),
+            torch.randn(200, 5, generator=g), torch.randint(0, 5, (200,), generator=g))
+    quiet = representativeness_terms(*args, kernel=("petzka", "gaussian"))
+    shown = representativeness_terms(*args, kernel=("petzka", "gaussian"), progress=True)
+    assert quiet.keys() == shown.keys() and all(torch.equal(quiet[k], shown[k]) for k in quiet)
+    assert "KDE chunks" in capsys.readouterr().err
