@@ -49,7 +49,7 @@ def runs(tmp_path_factory):
 
 
 CASES = [("grokking_nc_rf", f) for f in ("fig1", "fig1_panels", "fig8", "fig8_kde_terms", "signals")] + \
-        [("nc_experiments", f) for f in ("fig2", "fig3", "fig5", "fig6", "signals")] + \
+        [("nc_experiments", f) for f in ("fig2", "fig3", "fig5", "fig6", "fig7", "signals")] + \
         [("rf_resnet18", "fig4"), ("anti_grokking", "anti_grokking"), ("anti_grokking", "signals")]
 
 
