@@ -4,10 +4,10 @@
     python -m grokking_nc_rf.plot --run_group runs/grokking_nc_rf/cpu
 
 Takes the same flags as train.py to find the run folder (or --run_group), writes
-<run folder>/figures/{fig1_grokking,fig1_panels,fig8_representativeness}.png and onsets.{md,csv},
-and prints the onset table: when train accuracy reaches 99%, validation accuracy 90% and 99%,
-NCC falls below 10% of its initial value, the RF bound peaks, and representativeness falls below
-10% of its peak. Lines are the mean over seeds, bands the min-max range.
+<run folder>/figures/{fig1_grokking,fig1_panels,fig8_representativeness,fig8_kde_terms,signals}.png and
+onsets.{md,csv} (common.analysis with EVENTS: accuracies, NCC, NC1, the flatness peaks, ||W_U||_F,
+representativeness and HTSR alpha) and checks.md, and prints the tables. Lines are the mean over seeds,
+bands the min-max range.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 
 from common import UsageError, entry_point, load_runs, markdown_table, seed_band  # noqa: E402
 from common.analysis import Event, onset_table, write_tables  # noqa: E402
+from common.plot import signals_figure  # noqa: E402
 from grokking_nc_rf import train  # noqa: E402
 
 def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
@@ -165,8 +166,8 @@ def fig8(frame, band):
 
 
 def panels(frame):
-    """Every logged curve family in six panels (accuracy, loss, NCC, relative flatness, representativeness,
-    NC1 and ||W_U||_F). Returns the Figure."""
+    """Every logged curve family in seven panels (accuracy, loss, NCC, relative flatness, representativeness,
+    NC1 and ||W_U||_F, HTSR alpha where logged). Returns the Figure."""
     specs = [("accuracy", [("train_acc", "train"), ("val_acc", "validation"),
                            ("train_acc_running", "train, in-training epoch mean")], "linear"),
              ("loss", [("train_loss", "train"), ("val_loss", "validation")], "log"),
@@ -179,13 +180,22 @@ def panels(frame):
              ("representativeness", [("representativeness", "Petzka kernel"),
                                      ("representativeness_gaussian", "Gaussian kernel (Nadaraya-Watson)"),
                                      ("representativeness_val_loss", "validation loss at the answer")], "linear"),
-             ("NC1 and ||W_U||_F", [("train_nc1", "NC1"), ("w_norm", "||W_U||_F")], "log")]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+             ("NC1 and ||W_U||_F", [("train_nc1", "NC1"), ("w_norm", "||W_U||_F")], "log"),
+             ("HTSR alpha (dotted: 2)", [("alpha_mean", "mean over the weight matrices"), ("alpha_embed", "embedding"),
+                                         ("alpha_unembed", "W_U")], "log")]
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8))
     for ax, (title, keys, yscale) in zip(axes.flat, specs):
         for (key, label), color in zip(keys, ["tab:red", "tab:blue", "tab:green", "tab:purple"]):
-            _band(ax, frame, key, label, color)
+            if key in frame:
+                _band(ax, frame, key, label, color)
+        if title.startswith("HTSR"):
+            ax.axhline(2, color="black", linestyle=":", linewidth=0.8)
         ax.set(xscale="log", yscale=yscale, title=title, xlabel="optimization step")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not logged by these runs", ha="center", transform=ax.transAxes)
+    axes.flat[-1].axis("off")
     fig.tight_layout()
     return fig
 
@@ -226,8 +236,10 @@ def main(argv=None):
     figures = group / "figures"
     figures.mkdir(exist_ok=True)
     band = f"mean and min-max over {n_seeds} seeds" if n_seeds > 1 else f"seed {frame['seed'].iloc[0]}"
+    signals = signals_figure(frame, f"The signals of the three papers on one step axis ({band})", group)
     for name, fig, dpi in (("fig1_grokking", fig1(frame, band), 130), ("fig8_representativeness", fig8(frame, band), 130),
-                           ("fig8_kde_terms", kde_terms(frame, band), 110), ("fig1_panels", panels(frame), 110)):
+                           ("fig8_kde_terms", kde_terms(frame, band), 110), ("fig1_panels", panels(frame), 110),
+                           ("signals", signals, 110)):
         fig.savefig(figures / f"{name}.png", dpi=dpi)
         plt.close(fig)
     table = onset_table(frame, EVENTS)

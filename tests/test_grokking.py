@@ -77,7 +77,7 @@ def test_smoke_run_values_and_plots(tmp_path, capsys):
     # Plots from the smoke run's logs.
     table = plot.main(TINY + ["--out_dir", str(tmp_path)])
     figures = run_dir.parent / "figures"
-    for name in ("fig1_grokking.png", "fig8_representativeness.png", "fig8_kde_terms.png", "fig1_panels.png"):
+    for name in ("fig1_grokking.png", "fig8_representativeness.png", "fig8_kde_terms.png", "fig1_panels.png", "signals.png"):
         assert (figures / name).stat().st_size > 10_000
     assert list(table.index) == [(".", 42)] and (run_dir.parent / "onsets.md").exists()
     assert set(table.columns) == {"val_acc rise (half-way)", *(e.name for e in plot.EVENTS)}
