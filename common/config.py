@@ -170,6 +170,7 @@ def parse(argv: Sequence[str] | None, experiment: str, doc: str, keys: dict[str,
         check(config, args)
     device = resolve_device(args.device)
     changed = "".join(f"_{k}{v}" for k, v in sorted(overrides.items()) if k != "seed" and preset[k] != v)
+    changed = changed.replace("/", "-")  # a model id or path as a value: one folder, not nested ones
     run_dir = Path(args.out_dir) / experiment / (args.preset + changed) / f"seed_{config['seed']}"
     return Run(args, config, run_dir, device)
 

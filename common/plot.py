@@ -8,7 +8,8 @@
 RUNS_DIR holds run folders (seed_<k>/ with metrics.jsonl) at any depth; the folder directly above each
 seed_<k> is its run group. Figures (the paper's numbering): fig1 and fig8 (+ fig1_panels, fig8_kde_terms)
 from grokking runs; fig2, fig3, fig5, fig6, fig7 from nc_experiments runs (train side: the original's
-in-training values, as the paper plots); fig4 from rf_resnet18 or rf_vit runs; anti_grokking; signals:
+in-training values, as the paper plots); fig4 from rf_resnet18 or rf_vit runs; fig16 (rf_bert) and fig18
+(rf_gpt2): the same panels and the losses; anti_grokking; signals:
 validation accuracy, relative flatness, NCC, NC1, representativeness and HTSR alpha of any run group, each
 scaled to [0, 1] over its run, with the onsets of common.analysis marked. Writes <out>/<figure>.png
 (default out: RUNS_DIR/figures).
@@ -29,7 +30,7 @@ from .analysis import REFERENCE, Event, onsets, runs_under  # noqa: E402
 from .cli import UsageError, entry_point  # noqa: E402
 
 FIGURES = ("fig1", "fig1_panels", "fig8", "fig8_kde_terms", "fig2", "fig3", "fig5", "fig6", "fig7", "fig4",
-           "anti_grokking", "signals")
+           "fig16", "fig18", "anti_grokking", "signals")
 
 # The signals of the three papers (flatness: this paper; NC1: Sakamoto et al.; HTSR alpha: Prakash & Martin),
 # each drawn where logged; the first key of a signal that a run logged is used.
@@ -96,14 +97,16 @@ def make_figure(name: str, frame, root: Path):
         if name in ("fig6", "fig7"):
             return plot.fig_rows(groups, name)
         return {"fig2": plot.fig2, "fig3": plot.fig3, "fig5": plot.fig5}[name](groups)
-    if name == "fig4":
+    if name in ("fig4", "fig16", "fig18"):
         from .unplug_plots import GROUPS, unplug_figure
         labelled = []
         for _, rows in groups_of(frame):
             first = rows.iloc[0]
             index = 0 if first["regularizer"] != "none" else 1 if first.get("baseline_same_schedule", False) else 2
             labelled.append((GROUPS[index][0], GROUPS[index][2], rows))
-        return unplug_figure(labelled, int(frame["unplug_epoch"].iloc[0]), f"Fig. 4 from {root} ({_band(frame)})")
+        title = {"fig4": "Fig. 4", "fig16": "Figs. 16-17 (BERT)", "fig18": "Figs. 18-19 (DistilGPT-2)"}[name]
+        return unplug_figure(labelled, int(frame["unplug_epoch"].iloc[0]), f"{title} from {root} ({_band(frame)})",
+                             losses=name != "fig4")
     if name == "anti_grokking":
         from anti_grokking import plot
         groups = [(f"weight decay {rows['weight_decay'].iloc[0]:g}", rows, "-" if rows["weight_decay"].iloc[0] > 0 else "--")
@@ -114,7 +117,7 @@ def make_figure(name: str, frame, root: Path):
 
 REQUIRED = {"fig1": "train_rf_original_running", "fig8": "representativeness", "fig2": "train_ncc", "fig4": "unplug_epoch",
             "anti_grokking": "alpha_mean", "signals": "val_acc"}
-REQUIRED.update(fig1_panels=REQUIRED["fig1"], fig8_kde_terms=REQUIRED["fig8"], fig3="train_angles", fig5="train_loss_total",
+REQUIRED.update(fig16=REQUIRED["fig4"], fig18=REQUIRED["fig4"], fig1_panels=REQUIRED["fig1"], fig8_kde_terms=REQUIRED["fig8"], fig3="train_angles", fig5="train_loss_total",
                 fig6="train_ncc", fig7="train_ncc")
 
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The runs of an rf_* figure, for rf_resnet18/run_script.sh and rf_vit/run_script.sh:
+# The runs of an rf_* figure, for the run_script.sh of rf_resnet18, rf_vit, rf_bert and rf_gpt2:
 #   sh common/run_unplug_figure.sh EXPERIMENT [train.py flags]
 # For each seed in SEEDS (default "1 42 15213"): the regularised run and the fair baseline (the same
 # schedule change at unplug, --baseline_same_schedule); with ORIGINAL_BASELINE=1 also the original's

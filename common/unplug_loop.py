@@ -1,20 +1,25 @@
-"""The training loop of the rf_* image experiments (rf_resnet18, rf_vit): the same protocol on different
-models, so it is written once. Each train.py writes out its recipe (data, model, classifier, optimiser,
-keys and presets) and hands them to `train_with_unplug`.
+"""The training loop of the rf_* experiments (rf_resnet18, rf_vit, rf_bert, rf_gpt2): the same protocol on
+different models and data, so it is written once. Each train.py writes out its recipe (data, model,
+classifier, optimiser, keys and presets) and hands them to `train_with_unplug` (images in memory or an
+ImageFolder) or, for other inputs, to `unplug_training` with an `UnplugTask` (common.text builds the one of
+the text models).
 
 Per epoch: the unplug schedule sets the learning rate and weight decay and says whether the term is on;
 each step computes CE, the regulariser (`rf_terms`: L = CE - lambda reg while on, Eq. 1) and the
 fixed-definition relative flatness, steps the optimiser and caps the classifier; after the epoch one
-eval-mode pass over both splits logs the metrics of `common.images.evaluate`; the row and the checkpoint
-are written together, so a killed run resumes without losing or doubling a row.
+eval-mode pass over both splits logs the metrics of `common.images.split_metrics`; the row and the
+checkpoint are written together, so a killed run resumes without losing or doubling a row.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from tqdm import tqdm
 
 from .config import Run, command_line, epoch_generator
@@ -24,18 +29,56 @@ from .loop import EpochSums
 from .regularisation import cap_weight_, rf_terms, unplug_from_config
 from .runlog import RunLog
 
-__all__ = ["train_with_unplug"]
+__all__ = ["UnplugTask", "train_with_unplug", "unplug_training"]
+
+
+@dataclass(frozen=True)
+class UnplugTask:
+    """What the loop needs of a model on its data, whatever the inputs are.
+
+    n_train: training samples; steps: mini-batches per epoch.
+    batches(generator): one epoch of (inputs, labels) on the device, in the order `generator` draws
+        (`epoch_generator(seed, epoch)`, so a resumed run draws the same batches).
+    forward(inputs): (features, logits) of a batch in train mode: the features the regulariser uses
+        (the classifier's input unless the experiment says otherwise), with their graph.
+    evaluate(): the eval-mode metrics of both splits (`common.images.split_metrics` keys).
+    """
+
+    n_train: int
+    steps: int
+    batches: Callable[[torch.Generator], Iterable[tuple[Any, Tensor]]]
+    forward: Callable[[Any], tuple[Tensor, Tensor]]
+    evaluate: Callable[[], dict]
 
 
 def train_with_unplug(run: Run, argv, model: torch.nn.Module, head: torch.nn.Linear, data: dict,
                       optimizer: torch.optim.Optimizer, memory_format=torch.contiguous_format,
                       workers: int = 0) -> list[dict]:
-    """Train `model` (classifier `head`, taken before any wrapping) on data["train"] for config["epochs"]
-    with the run's regulariser and unplug schedule, logging one row per epoch; returns the rows.
+    """`unplug_training` on images: data = {"train": source, "val": source}, a source being (images, labels)
+    tensors on the device or a torch Dataset (read by a DataLoader with `workers` processes); the features
+    are the input of `head`. The config also holds dataset and augment (the crop's padding)."""
+    args, config, run_dir, device = run
+    fill = black_pixel(config["dataset"], config["augment"]) if config["augment"] else None
 
-    data: {"train": source, "val": source}, a source being (images, labels) tensors on the device or a
-    torch Dataset (read by a DataLoader with `workers` processes). The config holds RF_KEYS, lr,
-    weight_decay, epochs, batch_size, seed, dataset, augment; run.args.amp enables bf16 autocast.
+    def forward(x):
+        with capture_features(model, head) as cap:
+            logits = model(x.contiguous(memory_format=memory_format))
+        return cap.features, logits
+
+    task = UnplugTask(
+        n_train=num_samples(data["train"]), steps=num_batches(data["train"], config["batch_size"]),
+        batches=lambda generator: train_batches(data["train"], config["batch_size"], generator, device, fill, workers),
+        forward=forward, evaluate=lambda: evaluate(model, head, data, workers=workers, progress=run.progress))
+    return unplug_training(run, argv, model, head, optimizer, task)
+
+
+def unplug_training(run: Run, argv, model: torch.nn.Module, head: torch.nn.Linear, optimizer: torch.optim.Optimizer,
+                    task: UnplugTask) -> list[dict]:
+    """Train `model` (classifier `head`, taken before any wrapping) for config["epochs"] with the run's
+    regulariser and unplug schedule, logging one row per epoch; returns the rows.
+
+    The config holds RF_KEYS, lr, weight_decay, epochs, batch_size and seed; run.args.amp enables bf16
+    autocast for the forward pass.
     """
     args, config, run_dir, device = run
     unplug = unplug_from_config(config)
@@ -43,21 +86,17 @@ def train_with_unplug(run: Run, argv, model: torch.nn.Module, head: torch.nn.Lin
     state = log.start(model, optimizer, map_location=device)
     if state is None:
         return log.rows_and_close()
-    n_train = num_samples(data["train"])
-    fill = black_pixel(config["dataset"], config["augment"]) if config["augment"] else None  # the crop's padding
-    steps = num_batches(data["train"], config["batch_size"])
     for epoch in range(state["step"], config["epochs"]):
         phase = unplug.apply(optimizer, epoch)  # this epoch's lr and weight decay, and whether the term is on
         model.train()
-        generator = epoch_generator(config["seed"], epoch)  # batches and augmentation: the same after a resume
-        batches = train_batches(data["train"], config["batch_size"], generator, device, fill, workers)
+        batches = task.batches(epoch_generator(config["seed"], epoch))  # the same after a resume
         sums = EpochSums()  # on the device: no host sync in the loop
         start = time.perf_counter()
-        for x, y in tqdm(batches, total=steps, disable=not run.progress, leave=False,
+        for x, y in tqdm(batches, total=task.steps, disable=not run.progress, leave=False,
                          desc=f"epoch {epoch + 1}/{config['epochs']}"):
-            with capture_features(model, head) as cap, torch.autocast(device.type, torch.bfloat16, enabled=args.amp):
-                logits = model(x.contiguous(memory_format=memory_format))
-            phi, logits = cap.features.float(), logits.float()
+            with torch.autocast(device.type, torch.bfloat16, enabled=args.amp):
+                phi, logits = task.forward(x)
+            phi, logits = phi.float(), logits.float()
             ce = F.cross_entropy(logits, y)
             # §6, Eq. (1): subtract lambda * kappa while the term is on; the fixed-definition RF beside it.
             loss, reg, rf = rf_terms(ce, phi, head.weight, logits, config, phase.regularise)
@@ -69,14 +108,15 @@ def train_with_unplug(run: Run, argv, model: torch.nn.Module, head: torch.nn.Lin
             sums.add(loss=loss * len(y), ce=ce * len(y), reg=reg * len(y), rf_bound=rf * len(y),
                      correct=(logits.argmax(1) == y).sum())
         train_s = time.perf_counter() - start
-        mean = {k: v / n_train for k, v in sums.totals().items()}
+        mean = {k: v / task.n_train for k, v in sums.totals().items()}
         sums.check_finite(mean["loss"], f"epoch {epoch + 1}", run_dir, "lower --lam or --lr")
-        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": phase.lr,
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * task.steps, "lr": phase.lr,
                "weight_decay": phase.weight_decay, "regularised": phase.regularise,
                "train_loss_total": mean["loss"], "train_ce_running": mean["ce"], "train_reg_running": mean["reg"],
                "train_rf_bound_running": mean["rf_bound"], "train_acc_running": mean["correct"]}
         start = time.perf_counter()
-        row.update(evaluate(model, head, data, workers=workers, progress=run.progress))
+        model.eval()
+        row.update(task.evaluate())
         row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s
         log.append(row)
         log.save_checkpoint(epoch + 1, model, optimizer)

@@ -4,6 +4,7 @@ is written once here:
 
     python -m common.unplug_plots rf_resnet18 --preset cpu --data_dir DIR     # the flags of the training runs
     python -m common.unplug_plots rf_vit --preset cpu --data_dir DIR --seeds "1 42"
+    python -m common.unplug_plots rf_bert --preset paper                       # Figs. 16-17 (fig16.png)
 
 The figure: (a) train and validation accuracy, (b) relative flatness with one fixed definition (Lemma A.2
 bound, temperature 1, raw features: eval-mode pass and in-training mean) and the regulariser's own value as
@@ -51,9 +52,11 @@ def load_groups(train, rest, seeds):
     return groups, unplug
 
 
-def unplug_figure(groups, unplug, title):
-    """Fig. 4 (and Figs. 16-19): accuracies, relative flatness (fixed definition) and the regulariser, learning rate. Returns the Figure."""
-    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
+def unplug_figure(groups, unplug, title, losses=False):
+    """Fig. 4 (and Figs. 16-19): accuracies, relative flatness (fixed definition) and the regulariser, learning
+    rate; with `losses` also (d) the training loss as optimised (CE - lambda reg while regularised, so it can be
+    negative, as the original's TinyBERT figure) and the validation CE. Returns the Figure."""
+    fig, axes = plt.subplots(1, 4 if losses else 3, figsize=(24 if losses else 18, 4.8))
     for label, color, frame in groups:
         seed_band(axes[0], frame, "train_acc", f"{label}: train", color, x="epoch", linestyle="--", scale=100)
         seed_band(axes[0], frame, "val_acc", f"{label}: validation", color, x="epoch", scale=100)
@@ -64,12 +67,19 @@ def unplug_figure(groups, unplug, title):
             seed_band(axes[1], frame, "train_reg_running", f"{label}: the regulariser's value (applied until unplug)", color, x="epoch",
                       linestyle=":", linewidth=2.5)
         seed_band(axes[2], frame, "lr", label, color, x="epoch")
+        if losses:
+            seed_band(axes[3], frame, "train_loss_total", f"{label}: train (as optimised)", color, x="epoch",
+                      linestyle="--")
+            seed_band(axes[3], frame, "val_loss", f"{label}: validation CE", color, x="epoch")
     axes[0].set(title="(a) accuracy (%)", xlabel="epoch", ylim=(0, 102))
     # A network that predicts one class with certainty has RF ~ 0 (1e-100 and below): keep the axis on the curves.
     top = max(frame[key].max() for _, _, frame in groups for key in ("train_rf_bound", "train_reg_running"))
     axes[1].set(title="(b) relative flatness: fixed definition (tau 1, raw features)\nand the regulariser's own value "
                       "(values below 1e-3 are off the axis)", xlabel="epoch", yscale="log", ylim=(1e-3, 3 * top))
     axes[2].set(title="(c) learning rate", xlabel="epoch", yscale="log")
+    if losses:
+        axes[3].set(title="(d) losses: train = CE - lambda reg while regularised; validation CE", xlabel="epoch",
+                    yscale="symlog")
     for ax in axes:
         ax.axvline(unplug + 0.5, color="black", linestyle=":", linewidth=1)  # epochs are 1-based in the log
         ax.legend(fontsize=7, loc="lower left" if ax is axes[1] else "best")
@@ -95,9 +105,9 @@ def unplug_summary(groups, unplug):
                            f"RF bound at epoch {unplug}", f"regulariser at epoch {unplug}", "final RF bound"], rows)
 
 
-def plot_unplug_runs(train, argv, model_name: str):
+def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses: bool = False):
     """The plot.py of an rf_* experiment: `train` is its train module (parse_args locates the runs), argv the
-    train.py flags of the runs plus --seeds. Writes fig4.png and summary.md to
+    train.py flags of the runs plus --seeds. Writes <figure>.png and summary.md to
     <out_dir>/<experiment>/figures/<preset + flags>/ and prints the table; returns that folder."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--seeds", default="1 42 15213", help="the seeds to plot (space-separated)")
@@ -109,16 +119,21 @@ def plot_unplug_runs(train, argv, model_name: str):
     out.mkdir(parents=True, exist_ok=True)
     fig = unplug_figure(groups, unplug, f"{model_name} ({run.config['dataset']}, preset {run.config['preset']}, "
                                         f"lambda {run.config['lam']:g}, unplug recipe {run.config['unplug_recipe']}; "
-                                        f"mean and min-max over seeds {args.seeds})")
-    fig.savefig(out / "fig4.png", dpi=110)
+                                        f"mean and min-max over seeds {args.seeds})", losses)
+    fig.savefig(out / f"{figure}.png", dpi=110)
     plt.close(fig)
     table = unplug_summary(groups, unplug)
     (out / "summary.md").write_text(table)
-    print(table + f"\nfigure: {out / 'fig4.png'}")
+    print(table + f"\nfigure: {out / f'{figure}.png'}")
     return out
 
 
-MODELS = {"rf_resnet18": "Fig. 4, ResNet-18", "rf_vit": "Fig. 4, ViT"}
+MODELS = {  # experiment: (title, figure file, losses panel)
+    "rf_resnet18": ("Fig. 4, ResNet-18", "fig4", False),
+    "rf_vit": ("Fig. 4, ViT", "fig4", False),
+    "rf_bert": ("Figs. 16-17, BERT", "fig16", True),
+    "rf_gpt2": ("Figs. 18-19, DistilGPT-2", "fig18", True),
+}
 
 
 @entry_point
@@ -127,7 +142,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.unplug_plots", add_help=False)
     parser.add_argument("experiment", choices=sorted(MODELS))
     args, rest = parser.parse_known_args(argv)
-    return plot_unplug_runs(importlib.import_module(f"{args.experiment}.train"), rest, MODELS[args.experiment])
+    return plot_unplug_runs(importlib.import_module(f"{args.experiment}.train"), rest, *MODELS[args.experiment])
 
 
 if __name__ == "__main__":

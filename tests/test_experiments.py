@@ -38,7 +38,7 @@ EXPERIMENTS = {
                 (["--save_features", "-1"], "--save_features must be >= 0")],
     },
     "nc_experiments": {
-        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data), "--train_size", "30", "--val_size", "20",
+        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data["images"]), "--train_size", "30", "--val_size", "20",
                                "--epochs", "2", "--batch_size", "8", "--width", "2", "--augment",
                                "--running_metrics"],
         "longer": ["--epochs", "30"],
@@ -50,7 +50,7 @@ EXPERIMENTS = {
                 (["--data_dir", "/nonexistent"], "dataset-fashion-mnist")],
     },
     "rf_resnet18": {
-        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data), "--train_size", "30", "--val_size", "20",
+        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data["images"]), "--train_size", "30", "--val_size", "20",
                                "--epochs", "3", "--unplug_epoch", "1", "--batch_size", "8", "--width", "2",
                                "--augment"],
         "longer": ["--epochs", "30"],
@@ -62,7 +62,7 @@ EXPERIMENTS = {
                 (["--train_size", "100"], "--train_size 100 is larger than the 40 train images")],
     },
     "rf_vit": {
-        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data), "--train_size", "30", "--val_size", "20",
+        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data["images"]), "--train_size", "30", "--val_size", "20",
                                "--epochs", "3", "--unplug_epoch", "1", "--batch_size", "8", "--num_layers", "1",
                                "--num_heads", "2", "--hidden_dim", "16", "--augment"],
         "longer": ["--epochs", "30"],
@@ -74,7 +74,7 @@ EXPERIMENTS = {
                 (["--unplug_recipe", "later"], "invalid choice")],
     },
     "anti_grokking": {  # --loss ce: the divergence test injects its NaN through cross-entropy (MSE: test_anti_grokking)
-        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data), "--train_size", "40", "--val_size", "20",
+        "smoke": lambda data: ["--preset", "cpu", "--data_dir", str(data["images"]), "--train_size", "40", "--val_size", "20",
                                "--steps", "30", "--eval_points", "5", "--batch_size", "8", "--width", "16",
                                "--loss", "ce"],
         "longer": ["--steps", "600", "--eval_points", "40"],
@@ -86,6 +86,32 @@ EXPERIMENTS = {
                 (["--dataset", "cifar10"], "invalid choice"),
                 (["--data_dir", "/nonexistent"], "dataset-fashion-mnist"),
                 (["--dataset", "mnist", "--data_dir", "/nonexistent"], "torchvision.datasets.MNIST")],
+    },
+    "rf_bert": {  # a tiny BERT and tokenizer made in the tests, the made 5-class data set (conftest)
+        "smoke": lambda data: ["--preset", "cpu", "--model_name", str(data["bert"]), "--data_dir", str(data["text"]),
+                               "--train_subset", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
+                               "--batch_size", "8", "--features", "cls"],
+        "longer": ["--epochs", "30"],
+        "nan_at_step": 9,  # 5 steps per epoch: a step of epoch 2
+        "bad": [(["--max_length", "1"], "--max_length must be >= 2"),
+                (["--features", "last"], "invalid choice"),
+                (["--dropout", "1"], "--dropout must be in [0, 1)"),
+                (["--eval_batch_size", "0"], "--eval_batch_size must be >= 1"),
+                (["--train_subset", "100"], "--train_subset 100 is larger than the 40 training rows"),
+                (["--num_classes", "3"], "is outside 0..2; set --num_classes"),
+                (["--data_dir", "/nonexistent"], "--data_dir /nonexistent is not a folder"),
+                (["--model_name", "/nonexistent/tinybert"], "no such folder")],
+    },
+    "rf_gpt2": {
+        "smoke": lambda data: ["--preset", "cpu", "--model_name", str(data["gpt2"]), "--data_dir", str(data["text"]),
+                               "--train_subset", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
+                               "--batch_size", "8", "--head_only"],
+        "longer": ["--epochs", "30"],
+        "nan_at_step": 9,
+        "bad": [(["--features", "cls"], "unrecognized arguments"),
+                (["--cap", "nuclear"], "invalid choice"),
+                (["--lr_bump", "0"], "--lr_bump must be > 0"),
+                (["--model_name", "./no/such/gpt2"], "no such folder")],
     },
 }
 COMMON_BAD = [(["--preset", "gpu"], "invalid choice"),
@@ -116,8 +142,9 @@ def documented_keys(name):
 
 
 @pytest.fixture
-def data(tiny_fashion_mnist):
-    return tiny_fashion_mnist[0]
+def data(tiny_fashion_mnist, tiny_sst, tiny_text_models):
+    """What the smoke flags read: the images folder, the text data folder and the text models' folders."""
+    return {"images": tiny_fashion_mnist[0], "text": tiny_sst[0], **tiny_text_models}
 
 
 def test_every_experiment_folder_is_covered():

@@ -15,11 +15,11 @@ QUIET = ["--threads", "1", "--no_progress"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_text_models):
     """Smoke runs of every experiment with a figure family: {experiment: its runs folder}."""
     import numpy as np
 
-    from tests.conftest import write_idx
+    from tests.conftest import write_idx, write_text_split
 
     root = tmp_path_factory.mktemp("runs")
     data = root / "fashion_mnist"
@@ -28,6 +28,10 @@ def runs(tmp_path_factory):
     for prefix, n in (("train", 40), ("t10k", 20)):
         write_idx(data / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, size=(n, 28, 28)), True)
         write_idx(data / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, False)
+    text = root / "sst"
+    text.mkdir()
+    write_text_split(text / "train", 40, 0)
+    write_text_split(text / "validation", 20, 1)
     out = root / "out"
     image = ["--preset", "cpu", "--data_dir", str(data), "--train_size", "30", "--val_size", "20", "--batch_size", "8",
              "--width", "2"]
@@ -37,6 +41,10 @@ def runs(tmp_path_factory):
         "nc_experiments": [image + ["--epochs", "2", "--running_metrics", "--regularizer", r] for r in ("none", "ncc")],
         "rf_resnet18": [image + ["--epochs", "3", "--unplug_epoch", "1"] + extra
                         for extra in ([], ["--regularizer", "none", "--baseline_same_schedule"])],
+        **{name: [["--preset", "cpu", "--model_name", str(tiny_text_models[model]), "--data_dir", str(text),
+                   "--train_subset", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
+                   "--batch_size", "8"] + extra for extra in ([], ["--regularizer", "none", "--baseline_same_schedule"])]
+           for name, model in (("rf_bert", "bert"), ("rf_gpt2", "gpt2"))},
         "anti_grokking": [["--preset", "cpu", "--data_dir", str(data), "--train_size", "40", "--val_size", "20",
                            "--steps", "30", "--eval_points", "5", "--batch_size", "8", "--width", "16",
                            "--weight_decay", wd] for wd in ("0.01", "0")],
@@ -50,7 +58,7 @@ def runs(tmp_path_factory):
 
 CASES = [("grokking_nc_rf", f) for f in ("fig1", "fig1_panels", "fig8", "fig8_kde_terms", "signals")] + \
         [("nc_experiments", f) for f in ("fig2", "fig3", "fig5", "fig6", "fig7", "signals")] + \
-        [("rf_resnet18", "fig4"), ("anti_grokking", "anti_grokking"), ("anti_grokking", "signals")]
+        [("rf_resnet18", "fig4"), ("rf_bert", "fig16"), ("rf_gpt2", "fig18"), ("anti_grokking", "anti_grokking"), ("anti_grokking", "signals")]
 
 
 @pytest.mark.parametrize("experiment, figure", CASES)
@@ -70,7 +78,7 @@ def test_a_figure_of_another_experiment_is_a_one_line_error(runs, tmp_path, caps
 
 
 NOTEBOOKS = {"grokking.ipynb": "grokking_nc_rf", "nc_experiments.ipynb": "nc_experiments",
-             "rf_unplug.ipynb": "rf_resnet18", "related_signals.ipynb": "grokking_nc_rf",
+             "rf_unplug.ipynb": "rf_resnet18", "rf_text.ipynb": "rf_bert", "related_signals.ipynb": "grokking_nc_rf",
              "anti_grokking.ipynb": "anti_grokking"}
 
 

@@ -42,8 +42,8 @@ def test_pyproject_installs_common_with_its_version():
     assert project["project"]["version"] == common.__version__
     packages = {".".join(p.relative_to(REPO).parent.parts) for p in (REPO / "common").rglob("__init__.py")}
     assert set(project["tool"]["setuptools"]["packages"]) == packages
-    core = {line.split(">")[0].split("<")[0] for line in (REPO / "requirements.txt").read_text().splitlines()
-            if line and not line.startswith("#")}
+    core = {line.split(">")[0].split("<")[0] for name in ("requirements.txt", "requirements-text.txt")
+            for line in (REPO / name).read_text().splitlines() if line and not line.startswith(("#", "-r"))}
     named = {d.split(">")[0].split("<")[0] for d in project["project"]["dependencies"]}
     extras = {d.split(">")[0].split("<")[0] for ds in project["project"]["optional-dependencies"].values() for d in ds}
     assert named | extras == core  # the same packages as the experiments' requirements, split into extras
@@ -53,6 +53,7 @@ def test_import_common_needs_only_torch_and_numpy():
     import subprocess
     import sys
 
-    code = ("import sys, common; heavy = [m for m in ('pandas', 'matplotlib', 'torchvision', 'scipy') "
+    code = ("import sys, common; heavy = [m for m in ('pandas', 'matplotlib', 'torchvision', 'scipy', 'transformers', "
+            "'datasets') "
             "if m in sys.modules]; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

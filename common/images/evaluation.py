@@ -41,7 +41,8 @@ def split_metrics(split: str, features: Tensor, logits: Tensor, labels: Tensor, 
     phi = features.double()
     row[f"{split}_ncc"] = ncc(phi, labels).item()
     if split == "train":
-        weight, bias = head.weight.double(), head.bias.double()
+        weight = head.weight.double()
+        bias = head.bias.double() if head.bias is not None else None  # GPT-2's score has none
         row["train_rf_bound"] = relative_flatness_bound(phi, weight, bias).item()
         row["train_rf_exact"] = relative_flatness_exact(phi, weight, bias).item()
         row["w_norm"] = weight.norm().item()

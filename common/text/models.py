@@ -1,0 +1,154 @@
+"""Hugging Face sequence classifiers for the rf_* loop: loading with clear errors, tokenising, batching with
+dynamic padding, and the features the regulariser and the metrics use (the classifier's input)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..cli import UsageError
+from ..features import capture_features
+from ..images.evaluation import split_metrics
+from .data import quiet_hub
+from ..unplug_loop import UnplugTask
+
+__all__ = ["load_text_classifier", "encode", "padded_batch", "sequence_features", "text_task"]
+
+DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob",  # BERT
+            "embd_pdrop", "attn_pdrop", "resid_pdrop")  # GPT-2
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).exists()
+
+
+def load_text_classifier(model_name: str, num_classes: int, dropout: float, head: str):
+    """(model, tokenizer): `AutoModelForSequenceClassification.from_pretrained(model_name, num_labels=...)`
+    (the pretrained encoder with a newly initialised classifier, as the original) and its `AutoTokenizer`,
+    from the Hub or a local folder (a `save_pretrained` copy). Dropout sets the encoder's hidden and
+    attention dropout. A tokenizer without a padding token (GPT-2) pads with its end-of-text token, on
+    the right, and the model is told so. `head` names the classifier layer the experiment measures
+    ("classifier" for BERT, "score" for GPT-2); a model without it is refused."""
+    try:
+        import transformers
+    except ImportError as err:
+        raise UsageError("the text experiments need Hugging Face transformers: pip install -r requirements-text.txt") \
+            from err
+    if _looks_like_path(model_name) and not Path(model_name).expanduser().is_dir():
+        raise UsageError(f"--model_name {model_name}: no such folder; give a folder saved with save_pretrained "
+                         f"(config.json, weights, tokenizer files) or a Hugging Face Hub id")
+    if not Path(model_name).expanduser().is_dir():
+        print(f"{model_name}: from the Hugging Face Hub or its cache (no network: retries for about a minute; "
+              f"HF_HUB_OFFLINE=1 skips them)", flush=True)
+    try:
+        with _quiet(transformers):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(model_name)
+            config = transformers.AutoConfig.from_pretrained(model_name, num_labels=num_classes)
+    except (OSError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UsageError(f"cannot load the model {model_name!r} ({reason}); where the Hugging Face Hub is reachable, "
+                         f"save it with save_pretrained (model and tokenizer) and pass --model_name PATH") from err
+    for name in DROPOUTS:
+        if hasattr(config, name):
+            setattr(config, name, dropout)
+    if tokenizer.pad_token is None:  # GPT-2: pad with eos on the right (the original)
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    config.pad_token_id = tokenizer.pad_token_id
+    try:
+        with _quiet(transformers):  # its load report and bars on stderr; what it reports is printed below
+            model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+                model_name, config=config, output_loading_info=True)
+    except (OSError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UsageError(f"cannot load the weights of {model_name!r} ({reason}); pass --model_name PATH to a "
+                         f"save_pretrained folder") from err
+    others = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(f"{head}."))
+    print(f"{model_name}: pretrained {type(model).__name__}, new {head!r} layer ({num_classes} classes)"
+          + (f"; also newly initialised (not in the checkpoint): {', '.join(others)}" if others else ""))
+    layer = getattr(model, head, None)
+    if not isinstance(layer, nn.Linear):
+        raise UsageError(f"--model_name {model_name}: a {type(model).__name__} has no linear layer {head!r}; this "
+                         f"experiment measures that classifier (rf_bert: BERT-family models, rf_gpt2: GPT-2-family)")
+    return model, tokenizer
+
+
+@contextmanager
+def _quiet(transformers):
+    """The Hub libraries' logging at error level and no transformers progress bars, restored afterwards."""
+    logging = transformers.utils.logging
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        with quiet_hub():
+            yield
+    finally:
+        if bars:
+            logging.enable_progress_bar()
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> list[dict]:
+    """Each text tokenised (truncated to max_length, no padding): a list of {input_ids, attention_mask, ...}."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    return [{key: encoded[key][i] for key in encoded.keys()} for i in range(len(texts))]
+
+
+def padded_batch(tokenizer, encodings: list[dict], index, device: torch.device) -> dict[str, Tensor]:
+    """The encodings at `index` padded to the longest of them (the original's DataCollatorWithPadding)."""
+    batch = tokenizer.pad([encodings[i] for i in index], return_tensors="pt")
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+def sequence_features(captured: Tensor, attention_mask: Tensor) -> Tensor:
+    """One feature row per sequence from the captured input of the classifier: (B, D) as it is (BERT's pooled
+    output), or from (B, T, D) per-token states (GPT-2's score sees every position and the model keeps the
+    logits of the last non-padding token, attention_mask.sum - 1 with right padding) that token's row."""
+    if captured.dim() == 2:
+        return captured
+    last = attention_mask.sum(1) - 1
+    return captured[torch.arange(len(captured), device=captured.device), last]
+
+
+def text_task(model: nn.Module, head: nn.Linear, tokenizer, data: dict, config: dict, device: torch.device,
+              feature_layer: nn.Module | None = None, eval_batch_size: int = 128, progress: bool = False) -> UnplugTask:
+    """The UnplugTask of a sequence classifier. data = {"train": (texts, labels), "val": (texts, labels)},
+    tokenised once here with config["max_length"]; batches of config["batch_size"] in the order the epoch's
+    generator draws, padded per batch. The regulariser's features are the input of `feature_layer` (default:
+    the classifier `head`; rf_bert's --features cls hooks the pooler); the evaluation always measures the
+    classifier's input, so its RF, NCC and NC values are those of the layer W acts on."""
+    encodings = {split: encode(tokenizer, texts, config["max_length"]) for split, (texts, _) in data.items()}
+    labels = {split: y.to(device) for split, (_, y) in data.items()}
+    n_train, batch_size = len(labels["train"]), config["batch_size"]
+
+    def run(batch: dict, layer: nn.Module) -> tuple[Tensor, Tensor]:
+        with capture_features(model, layer) as cap:
+            logits = model(**batch).logits
+        return sequence_features(cap.features, batch["attention_mask"]), logits
+
+    def batches(generator: torch.Generator):
+        order = torch.randperm(n_train, generator=generator)
+        for index in order.split(batch_size):
+            yield padded_batch(tokenizer, encodings["train"], index.tolist(), device), labels["train"][index.to(device)]
+
+    @torch.no_grad()
+    def evaluate() -> dict:
+        model.eval()
+        row = {}
+        for split in data:
+            features, logits, n = [], [], len(encodings[split])
+            steps = range(0, n, eval_batch_size)
+            for start in tqdm(steps, desc=f"evaluating {split}", disable=not progress, leave=False):
+                batch = padded_batch(tokenizer, encodings[split], range(start, min(start + eval_batch_size, n)), device)
+                phi, z = run(batch, head)
+                features.append(phi.float())
+                logits.append(z.float())
+            row.update(split_metrics(split, torch.cat(features), torch.cat(logits), labels[split], head))
+        return row
+
+    return UnplugTask(n_train=n_train, steps=-(-n_train // batch_size), batches=batches,
+                      forward=lambda batch: run(batch, feature_layer if feature_layer is not None else head),
+                      evaluate=evaluate)
