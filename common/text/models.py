@@ -13,8 +13,8 @@ from tqdm import tqdm
 from ..cli import UsageError
 from ..features import capture_features
 from ..images.evaluation import split_metrics
-from .data import quiet_hub
 from ..unplug_loop import UnplugTask
+from .data import quiet_hub
 
 __all__ = ["load_text_classifier", "encode", "padded_batch", "sequence_features", "text_task"]
 
@@ -67,13 +67,12 @@ def load_text_classifier(model_name: str, num_classes: int, dropout: float, head
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise UsageError(f"cannot load the weights of {model_name!r} ({reason}); pass --model_name PATH to a "
                          f"save_pretrained folder") from err
+    if not isinstance(getattr(model, head, None), nn.Linear):
+        raise UsageError(f"--model_name {model_name}: a {type(model).__name__} has no linear layer {head!r}; this "
+                         f"experiment measures that classifier (rf_bert: BERT-family models, rf_gpt2: GPT-2-family)")
     others = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(f"{head}."))
     print(f"{model_name}: pretrained {type(model).__name__}, new {head!r} layer ({num_classes} classes)"
           + (f"; also newly initialised (not in the checkpoint): {', '.join(others)}" if others else ""))
-    layer = getattr(model, head, None)
-    if not isinstance(layer, nn.Linear):
-        raise UsageError(f"--model_name {model_name}: a {type(model).__name__} has no linear layer {head!r}; this "
-                         f"experiment measures that classifier (rf_bert: BERT-family models, rf_gpt2: GPT-2-family)")
     return model, tokenizer
 
 
