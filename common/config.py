@@ -68,8 +68,17 @@ class Run(NamedTuple):
         """Draw a progress bar: on a terminal unless --no_progress (in a log file, one line per evaluation)."""
         return not self.args.no_progress and sys.stderr.isatty()
 
-    def setup(self) -> None:
-        """Set --threads and seed Python, NumPy and torch from the config's seed (before the model is built)."""
+    def setup(self, distributed: bool = False) -> None:
+        """Set --threads and seed Python, NumPy and torch from the config's seed (before the model is built).
+        Under torchrun, join the process group (and take this rank's GPU) when the experiment runs with
+        DDP (`distributed`); an experiment that does not is refused (it would write one run N times)."""
+        from .distributed import current, from_env
+
+        if current().enabled:
+            if not distributed:
+                raise UsageError(f"{self.run_dir.parent.parent.name} does not run under torchrun; launch it as one "
+                                 f"process (python -m ...)")
+            from_env(self.device.type)
         if self.args.threads:
             torch.set_num_threads(self.args.threads)
         seed_everything(self.config["seed"])

@@ -21,6 +21,7 @@ rows, e.g. in the last batch of an epoch):
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -28,7 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Distributed", "from_env", "gather_rows", "rank_rows", "all_gather_objects"]
+__all__ = ["Distributed", "current", "from_env", "gather_rows", "rank_rows", "all_gather_objects", "barrier", "wrap",
+           "start_run", "run_rows"]
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,37 @@ class Distributed:
         return self.rank == 0
 
 
-def from_env(device_type: str = "cpu") -> Distributed:
-    """The torchrun launch this process belongs to (RANK, WORLD_SIZE, LOCAL_RANK in the environment), with the
-    default process group initialised (NCCL for CUDA devices, gloo otherwise); Distributed() without it."""
+def current() -> Distributed:
+    """This process's place in a torchrun launch, from the environment (no process group is started)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Distributed()
-    info = Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing without torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def from_env(device_type: str = "cpu") -> Distributed:
+    """The torchrun launch this process belongs to (RANK, WORLD_SIZE, LOCAL_RANK in the environment), with the
+    default process group initialised (NCCL for CUDA devices, gloo otherwise); Distributed() without it."""
+    info = current()
+    if not info.enabled:
+        return info
+    if device_type == "cuda":
+        torch.cuda.set_device(info.local_rank)  # "cuda" is then this rank's GPU
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        atexit.register(_destroy)
     return info
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_rows(n: int, rank: int, world_size: int) -> slice:
@@ -118,3 +141,63 @@ def all_gather_objects(obj) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model for the training forward pass: DistributedDataParallel under torchrun, else the model."""
+    if not current().enabled:
+        return model
+    ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def start_run(run, argv, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+    """(log, state) as `RunLog(...).start(model, optimizer)` gives them, for a train.py that runs under torchrun:
+    rank 0 alone opens the log (config.json records world_size) and resumes; the other ranks get log None,
+    wait, then load the same checkpoint (model, optimizer, and their own RNG state from the checkpoint's
+    extra "rng_ranks", which the loop saves with `all_gather_objects(get_rng_state())`). A UsageError of rank
+    0 (another config in the folder, an unwritable folder) is raised on every rank. state is None for a
+    finished run, else a dict with "step"."""
+    from .checkpoint import load_checkpoint
+    from .cli import UsageError
+    from .config import command_line
+    from .runlog import RunLog
+    from .seeding import set_rng_state
+
+    info = current()
+    log, state, error = None, None, None
+    if info.is_main:
+        try:
+            log = RunLog(run.run_dir, run.config, argv=command_line(argv), device=str(run.device),
+                         world_size=info.world_size)
+            state = log.start(model, optimizer, map_location=run.device)
+        except UsageError as err:
+            error = str(err)
+    if not info.enabled:
+        if error:
+            raise UsageError(error)
+        return log, state
+    error, step = all_gather_objects((error, None if state is None else state["step"]))[0]
+    if error:
+        raise UsageError(error)
+    if step is None:  # finished
+        return log, None
+    if step > 0:
+        saved = load_checkpoint(run.run_dir / "checkpoint.pt", map_location=run.device)
+        if not info.is_main:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+        ranks = saved["extra"].get("rng_ranks", [])
+        if info.rank < len(ranks):  # a checkpoint of a run with fewer processes has no state for this rank
+            set_rng_state(ranks[info.rank])
+    return log, {"step": step}
+
+
+def run_rows(log, run_dir) -> list[dict]:
+    """What a train.py's main returns, on every rank: rank 0 closes its log; the others read it once all
+    ranks are done."""
+    from .runlog import read_metrics
+
+    rows = log.rows_and_close() if log is not None else None
+    barrier()
+    return rows if rows is not None else read_metrics(run_dir / "metrics.jsonl")

@@ -30,8 +30,14 @@ class EpochSums:
             value = torch.as_tensor(value).detach().double()
             self._sums[key] = self._sums[key] + value if key in self._sums else value
 
-    def totals(self) -> dict[str, float]:
-        """The sums as Python floats."""
+    def totals(self, reduce: bool = False) -> dict[str, float]:
+        """The sums as Python floats; with `reduce`, summed over the ranks of a torchrun launch."""
+        if reduce and self._sums:
+            import torch.distributed as dist
+
+            stacked = torch.stack([v.reshape(()) for v in self._sums.values()])
+            dist.all_reduce(stacked)
+            return {key: value.item() for key, value in zip(self._sums, stacked)}
         return {key: value.item() for key, value in self._sums.items()}
 
     @staticmethod

@@ -73,10 +73,11 @@ class RunLog:
         device: where the run computes, stored.
         ignore: config keys allowed to differ when an existing run directory is reused
             (e.g. "out_dir"); any other difference raises UsageError.
+        world_size: processes of a torchrun launch (stored; only rank 0 writes a RunLog).
     """
 
     def __init__(self, run_dir: str | os.PathLike, config: dict, argv: list[str] | None = None,
-                 device: str | None = None, ignore: tuple[str, ...] = ()) -> None:
+                 device: str | None = None, ignore: tuple[str, ...] = (), world_size: int = 1) -> None:
         self.run_dir = Path(run_dir)
         self.config = _jsonable(config)
         try:
@@ -96,7 +97,7 @@ class RunLog:
             record = {"config": self.config, "argv": list(argv) if argv is not None else sys.argv,
                       "git_commit": git_commit(), "torch_version": torch.__version__,
                       "python_version": platform.python_version(), "platform": platform.platform(),
-                      "device": str(device) if device is not None else None}
+                      "device": str(device) if device is not None else None, "world_size": world_size}
             tmp = self.config_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(record, indent=2) + "\n")
             os.replace(tmp, self.config_path)

@@ -5,10 +5,14 @@
 #   sh nc_experiments/run_script.sh fig7 --preset cpu --data_dir DIR     # with augmentation, CIFAR stem
 # The figure comes first; every other flag passes through to train.py and plot.py. Which seeds and
 # lambdas a figure needs is listed once, in nc_experiments/plot.py (figure_runs, LAMBDAS).
-# PYTHON selects the interpreter (default python3), e.g. PYTHON=.venv/bin/python.
+# PYTHON selects the interpreter (default python3), e.g. PYTHON=.venv/bin/python. NPROC=N trains each run
+# on N processes with torchrun (DDP; --batch_size stays the global batch), e.g. NPROC=4 on 4 GPUs.
 set -e
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+NPROC=${NPROC:-1}
+case "$NPROC" in ''|*[!0-9]*|0) echo "error: NPROC must be a positive integer, got '$NPROC'" >&2; exit 2 ;; esac
+if [ "$NPROC" -gt 1 ]; then TRAIN="$PYTHON -m torch.distributed.run --standalone --nproc_per_node $NPROC -m"; else TRAIN="$PYTHON -m"; fi
 case "${1:-}" in
     fig2|fig6|fig7) FIGURE=$1; shift ;;
     *) echo "error: the first argument must be fig2, fig6 or fig7, got '${1:-}' (see the top of $0)" >&2; exit 2 ;;
@@ -17,6 +21,6 @@ RUNS=$("$PYTHON" -m nc_experiments.plot "$FIGURE" --list_runs "$@")
 echo "$RUNS" | while read -r flags; do
     # shellcheck disable=SC2086
     # --running_metrics: the original's in-training epoch values, which the paper's figures plot
-    "$PYTHON" -m nc_experiments.train $flags --running_metrics "$@" < /dev/null
+    $TRAIN nc_experiments.train $flags --running_metrics "$@" < /dev/null
 done
 "$PYTHON" -m nc_experiments.plot "$FIGURE" "$@"

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (Key, NON_NEGATIVE, RunLog, class_mean_angles, capture_features,
-                    command_line, entry_point, epoch_generator, ncc, parse, relative_flatness_bound)
+from common import (Key, NON_NEGATIVE, class_mean_angles, capture_features, entry_point, epoch_generator, ncc, parse,
+                    relative_flatness_bound)
+from common.distributed import all_gather_objects, current, gather_rows, run_rows, start_run, wrap
 from common.images import (DATA_KEYS, DATA_RULES, IMAGE_OPTIONS, RESNET_KEYS, SGD_KEYS, SGD_RULES, ResNet18,
                            black_pixel, evaluate, load_splits, num_batches, train_batches, upper_triangle)
 from common.loop import EpochSums
+from common.seeding import get_rng_state
 
 KEYS = {  # App. B: SGD lr 0.01, momentum 0.9, batch 64, no weight decay, constant lr, 250 epochs, lambda 1e-3
     "seed": Key(42, "model seed; also draws the data subsets, batch order and augmentation"),
@@ -71,7 +73,8 @@ def load_data(config, args):
 def main(argv=None):
     run = parse_args(argv)
     args, config, run_dir, device = run
-    run.setup()
+    run.setup(distributed=True)
+    ddp = current()  # under torchrun: --batch_size is the global batch, each rank takes its share
     data = {split: (x.to(device), y.to(device)) for split, (x, y) in load_data(config, args).items()}
     model = ResNet18(num_classes=10, width=config["width"], in_channels=data["train"][0].shape[1],
                      cifar_stem=config["cifar_stem"], init=config["init"]).to(device)
@@ -81,39 +84,45 @@ def main(argv=None):
     optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"],
                                 weight_decay=config["weight_decay"])  # constant lr, no scheduler (App. B)
 
-    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device))
-    state = log.start(model, optimizer, map_location=device)
+    log, state = start_run(run, argv, model, optimizer)  # rank 0 writes; every rank resumes
     if state is None:
-        return log.rows_and_close()
-    print(f"{len(data['train'][1])} train / {len(data['val'][1])} val images of {config['dataset']}")
+        return run_rows(log, run_dir)
+    net = wrap(model, device)  # DistributedDataParallel under torchrun
+    if ddp.is_main:
+        print(f"{len(data['train'][1])} train / {len(data['val'][1])} val images of {config['dataset']}")
     n_train, steps = len(data["train"][1]), num_batches(data["train"], config["batch_size"])
     fill = black_pixel(config["dataset"], config["augment"]) if config["augment"] else None  # the crop's padding
     for epoch in range(state["step"], config["epochs"]):
         model.train()
         generator = epoch_generator(config["seed"], epoch)  # batches and augmentation: the same after a resume
-        batches = train_batches(data["train"], config["batch_size"], generator, device, fill)
+        batches = train_batches(data["train"], config["batch_size"], generator, device, fill, 0, ddp.rank,
+                                ddp.world_size)
         sums = EpochSums()  # on the device: no host sync in the loop
         seen_features, seen_labels = [], []  # --running_metrics: every step's features and labels
         start = time.perf_counter()
-        for x, y in tqdm(batches, total=steps, disable=not run.progress, leave=False,
+        for x, y in tqdm(batches, total=steps, disable=not (run.progress and ddp.is_main), leave=False,
                          desc=f"epoch {epoch + 1}/{config['epochs']}"):
-            with capture_features(model, head) as cap, torch.autocast(device.type, torch.bfloat16, enabled=args.amp):
-                logits = model(x.contiguous(memory_format=memory_format))
+            with capture_features(net, head) as cap, torch.autocast(device.type, torch.bfloat16, enabled=args.amp):
+                logits = net(x.contiguous(memory_format=memory_format))
             ce = F.cross_entropy(logits.float(), y)
             # §5: subtract lambda * NCC of the batch (classes present): maximise NCC, through the features only.
-            reg = ncc(cap.features.float(), y) if config["regularizer"] == "ncc" else torch.zeros((), device=device)
+            # Under torchrun the global batch's NCC: all ranks' features, with their graph.
+            y_all = gather_rows(y)
+            reg = (ncc(gather_rows(cap.features.float(), True), y_all) if config["regularizer"] == "ncc"
+                   else torch.zeros((), device=device))
             loss = ce - config["lam"] * reg
             if args.running_metrics:  # before this step's update, as the original computed them
                 phi, weight = cap.features.detach().double(), head.weight.detach().double()
                 seen_features.append(phi), seen_labels.append(y)
-                sums.add(rf_bound=relative_flatness_bound(phi, weight, logits=logits.detach().double()) * len(y),
-                         w_norm=weight.norm())
+                rf = relative_flatness_bound(gather_rows(phi), weight, logits=gather_rows(logits.detach().double()))
+                sums.add(rf_bound=rf * len(y), w_norm=weight.norm() / ddp.world_size)  # summed over ranks below
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages gradients over ranks: weight the local CE by its share of the global batch
+            (loss + ce * (len(y) * ddp.world_size / len(y_all) - 1) if ddp.enabled else loss).backward()
             optimizer.step()
             sums.add(loss=loss * len(y), ce=ce * len(y), reg=reg * len(y), correct=(logits.argmax(1) == y).sum())
         train_s = time.perf_counter() - start
-        totals = sums.totals()
+        totals = sums.totals(reduce=ddp.enabled)
         mean = {k: v / n_train for k, v in totals.items()}
         sums.check_finite(mean["loss"], f"epoch {epoch + 1}", run_dir, "lower --lam or --lr")
         row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": config["lr"],
@@ -121,21 +130,24 @@ def main(argv=None):
                "train_loss_total": mean["loss"], "train_ce_running": mean["ce"], "train_reg_running": mean["reg"],
                "train_acc_running": mean["correct"]}
         if args.running_metrics:
-            phi_epoch, y_epoch = torch.cat(seen_features), torch.cat(seen_labels)
+            phi_epoch, y_epoch = gather_rows(torch.cat(seen_features)), gather_rows(torch.cat(seen_labels))
             row.update(train_ncc_running=ncc(phi_epoch, y_epoch).item(), train_rf_bound_running=mean["rf_bound"],
                        w_norm_running=totals["w_norm"] / steps,
                        # Fig. 3 from the original's epoch class means
                        train_angles_running=upper_triangle(class_mean_angles(phi_epoch, y_epoch)).tolist())
         start = time.perf_counter()
-        row.update(evaluate(model, head, data, progress=run.progress))
+        row.update(evaluate(model, head, data, progress=run.progress, rank=ddp.rank, world_size=ddp.world_size))
         row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s
-        log.append(row)
-        log.save_checkpoint(epoch + 1, model, optimizer)
-        print(f"epoch {epoch + 1:>4}  " + "  ".join(f"{k} {row[k]:.4g}" for k in (
-            "train_loss_total", "train_acc", "val_loss", "val_acc", "train_ncc", "train_rf_bound",
-            "train_angle_mean")), flush=True)
-    log.mark_finished({"epochs": config["epochs"]})
-    return log.rows_and_close()
+        rng_ranks = all_gather_objects(get_rng_state())  # every rank's, for a resume under torchrun
+        if ddp.is_main:
+            log.append(row)
+            log.save_checkpoint(epoch + 1, model, optimizer, rng_ranks=rng_ranks)
+            print(f"epoch {epoch + 1:>4}  " + "  ".join(f"{k} {row[k]:.4g}" for k in (
+                "train_loss_total", "train_acc", "val_loss", "val_acc", "train_ncc", "train_rf_bound",
+                "train_angle_mean")), flush=True)
+    if ddp.is_main:
+        log.mark_finished({"epochs": config["epochs"]})
+    return run_rows(log, run_dir)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def parse_args(argv):
 def main(argv=None):
     run = parse_args(argv)
     args, config, run_dir, device = run
-    run.setup()
+    run.setup(distributed=True)
     data = load_text_splits(config["dataset"], args.data_dir, config["num_classes"], config["train_subset"])
     model, tokenizer = load_text_classifier(config["model_name"], config["num_classes"], config["dropout"],
                                             head="score")

@@ -63,7 +63,7 @@ def parse_args(argv):
 def main(argv=None):
     run = parse_args(argv)
     args, config, run_dir, device = run
-    run.setup()
+    run.setup(distributed=True)
     data = load_splits(config["dataset"], args.data_dir, config["train_size"], config["val_size"],
                        config["image_size"], config["seed"], config["augment"], args.download)
     data = {split: (x.to(device), y.to(device)) for split, (x, y) in data.items()}

@@ -85,7 +85,7 @@ def parse_args(argv):
 def main(argv=None):
     run = parse_args(argv)
     args, config, run_dir, device = run
-    run.setup()
+    run.setup(distributed=True)
     if config["dataset"] == "imagenet100":  # ImageFolder datasets, read by a DataLoader every epoch
         data = load_image_folder(args.data_dir, read_class_list(args.classes_file), config["image_size"])
         classes, channels = len(data["train"].classes), 3

@@ -2,7 +2,13 @@
 regularisers over the global batch (value and gradient, through DistributedDataParallel) and the epoch
 metrics from all ranks' features."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +19,9 @@ import torch.nn.functional as F
 from common import ncc, rf_regulariser
 from common.distributed import gather_rows, rank_rows
 from common.images import split_metrics
+from common.runlog import read_metrics
 
+REPO = Path(__file__).resolve().parent.parent
 WORLD = 2
 
 
@@ -112,3 +120,110 @@ def test_rank_rows_split_a_batch_in_order_without_overlap():
 def test_without_torchrun_gather_is_the_identity():
     x = torch.randn(4, 3, requires_grad=True)
     assert gather_rows(x) is x and gather_rows(x, differentiable=True) is x
+
+
+def _torchrun(experiment, flags, nproc=2):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", f"{experiment}.train", *flags]
+
+
+def _strip(rows):
+    return [{k: v for k, v in row.items() if k not in ("train_s", "eval_s")} for row in rows]
+
+
+def _close(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], float):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+        elif isinstance(a[key], list):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
+        else:
+            assert a[key] == b[key], key
+
+
+def test_torchrun_rf_bert_logs_the_rows_of_one_process_and_resumes_after_a_kill(tiny_text_models, tiny_sst, tmp_path):
+    """rf_bert (no BatchNorm, no dropout) on 2 gloo processes, global batch 8 as 4 + 4: the rows of one
+    process to float rounding; rank 0 alone writes (one metrics.jsonl, world_size in config.json); a launch
+    SIGKILLed mid-run resumes under torchrun to the rows of an uninterrupted 2-process launch."""
+    from rf_bert import train
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    flags = ["--preset", "cpu", "--model_name", str(tiny_text_models["bert"]), "--data_dir", str(tiny_sst[0]),
+             "--train_subset", "0", "--max_length", "16", "--epochs", "4", "--unplug_epoch", "2", "--batch_size", "8",
+             "--lam", "1", "--threads", "1", "--no_progress"]
+    one = train.main(flags + ["--out_dir", str(tmp_path / "one")])
+    subprocess.run(_torchrun("rf_bert", flags + ["--out_dir", str(tmp_path / "two")]), env=env, check=True,
+                   capture_output=True)
+    run_dir = train.parse_args(flags + ["--out_dir", str(tmp_path / "two")]).run_dir
+    two = read_metrics(run_dir / "metrics.jsonl")
+    assert len(two) == len(one) == 4 and list((tmp_path / "two").rglob("metrics.jsonl")) == [run_dir / "metrics.jsonl"]
+    for a, b in zip(_strip(two), _strip(one)):
+        _close(a, b)
+    assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
+    # kill both ranks (the whole launch) once two epochs are logged, then resume under torchrun
+    longer = flags[:flags.index("--epochs")] + ["--epochs", "15"] + flags[flags.index("--epochs") + 2:]
+    subprocess.run(_torchrun("rf_bert", longer + ["--out_dir", str(tmp_path / "ref")]), env=env, check=True,
+                   capture_output=True)
+    reference = read_metrics(train.parse_args(longer + ["--out_dir", str(tmp_path / "ref")]).run_dir / "metrics.jsonl")
+    killed = train.parse_args(longer + ["--out_dir", str(tmp_path / "killed")]).run_dir
+    proc = subprocess.Popen(_torchrun("rf_bert", longer + ["--out_dir", str(tmp_path / "killed")]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "metrics.jsonl").exists() and len(read_metrics(killed / "metrics.jsonl")) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "finished.json").exists() and len(read_metrics(killed / "metrics.jsonl")) < 15
+    subprocess.run(_torchrun("rf_bert", longer + ["--out_dir", str(tmp_path / "killed")]), env=env, check=True,
+                   capture_output=True)
+    resumed = read_metrics(killed / "metrics.jsonl")
+    assert len(resumed) == 15 and _strip(resumed) == _strip(reference)  # as an uninterrupted 2-process run
+
+
+def test_an_experiment_without_ddp_refuses_torchrun(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.run(_torchrun("grokking_nc_rf", ["--preset", "cpu", "--steps", "10", "--out_dir", str(tmp_path)]),
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "does not run under torchrun" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["nc_experiments", "rf_resnet18", "rf_vit", "rf_gpt2"])
+def test_torchrun_smoke_run_writes_one_log_with_the_single_process_keys(name, tiny_fashion_mnist, tiny_sst,
+                                                                       tiny_text_models, tmp_path):
+    """Each DDP experiment's smoke run on 2 gloo processes: one metrics.jsonl (rank 0's), as many rows and the
+    same keys as one process, world_size 2 in config.json. (ResNet-18's BatchNorm keeps per-rank statistics,
+    so its values are not those of one process; rf_bert's are, in the test above.)"""
+    import importlib
+
+    from tests.test_experiments import EXPERIMENTS, QUIET
+
+    data = {"images": tiny_fashion_mnist[0], "text": tiny_sst[0], **tiny_text_models}
+    flags = EXPERIMENTS[name]["smoke"](data) + QUIET
+    train = importlib.import_module(f"{name}.train")
+    one = train.main(flags + ["--out_dir", str(tmp_path / "one")])
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    subprocess.run(_torchrun(name, flags + ["--out_dir", str(tmp_path / "two")]), env=env, check=True,
+                   capture_output=True)
+    run_dir = train.parse_args(flags + ["--out_dir", str(tmp_path / "two")]).run_dir
+    two = read_metrics(run_dir / "metrics.jsonl")
+    assert list((tmp_path / "two").rglob("metrics.jsonl")) == [run_dir / "metrics.jsonl"]
+    assert [set(r) for r in two] == [set(r) for r in one] and (run_dir / "finished.json").exists()
+    assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
+
+
+def test_run_script_with_nproc_trains_every_run_under_torchrun(tiny_text_models, tiny_sst, tmp_path):
+    flags = ["--preset", "cpu", "--model_name", str(tiny_text_models["bert"]), "--data_dir", str(tiny_sst[0]),
+             "--train_subset", "0", "--max_length", "16", "--epochs", "2", "--unplug_epoch", "1", "--batch_size", "8",
+             "--threads", "1", "--no_progress", "--out_dir", str(tmp_path)]
+    env = dict(os.environ, PYTHON=sys.executable, NPROC="2", OMP_NUM_THREADS="1")
+    subprocess.run(["sh", str(REPO / "rf_bert" / "run_script.sh"), *flags], env=env, check=True, capture_output=True)
+    configs = sorted((tmp_path / "rf_bert").rglob("config.json"))
+    assert len(configs) == 2 and all(json.loads(c.read_text())["world_size"] == 2 for c in configs)
+    assert len(list((tmp_path / "rf_bert" / "figures").rglob("fig16.png"))) == 1
+    bad = subprocess.run(["sh", str(REPO / "rf_bert" / "run_script.sh"), *flags], env=dict(env, NPROC="two"),
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "NPROC must be a positive integer" in bad.stderr

@@ -80,14 +80,14 @@ def test_features_are_the_classifiers_input(name, tiny_text_models, tiny_sst):
     assert (batch["attention_mask"] == 0).any(), "the batch must have padding for the GPT-2 check to mean anything"
     expected, logits = _manual(model, batch)
     with torch.no_grad():
-        phi, z = task.forward(batch)
+        phi, z = task.forward(model, batch)
         torch.testing.assert_close(z, logits)
         torch.testing.assert_close(phi, expected["pooled" if name == "bert" else "last"])
         torch.testing.assert_close(head(phi), logits, rtol=1e-5, atol=1e-6)
     if name == "bert":
         cls_task = text_task(model, head, tokenizer, data, config, torch.device("cpu"), model.bert.pooler.dense)
         with torch.no_grad():
-            torch.testing.assert_close(cls_task.forward(batch)[0], expected["cls"])
+            torch.testing.assert_close(cls_task.forward(model, batch)[0], expected["cls"])
     # the evaluation's train split is the same forward pass over all texts
     row = task.evaluate()
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_capped_normalised_term_saturates_at_720_and_the_loss_is_the_originals(n
     config = {"max_length": 16, "batch_size": 8, "lam": 0.3, "temperature": 2.0, "normalise_features": True}
     task = text_task(model, head, tokenizer, {"train": (texts, torch.tensor(labels))}, config, torch.device("cpu"))
     for inputs, y in task.batches(torch.Generator().manual_seed(0)):
-        phi, logits = task.forward(inputs)
+        phi, logits = task.forward(model, inputs)
         loss, reg, _ = rf_terms(F.cross_entropy(logits, y), phi, head.weight, logits, config, regularise=True)
         assert reg.item() == pytest.approx(720.0, rel=1e-5)
         assert loss.item() == pytest.approx(math.log(5) - 0.3 * 720, rel=1e-5)

@@ -151,27 +151,31 @@ def black_pixel(dataset: str, augment: bool = False) -> torch.Tensor:
 
 
 def train_batches(source, batch_size: int, generator: torch.Generator, device: torch.device,
-                  fill: torch.Tensor | None = None, workers: int = 0):
+                  fill: torch.Tensor | None = None, workers: int = 0, rank: int = 0, world_size: int = 1):
     """One epoch of shuffled mini-batches (x, y) on `device`, in the order `generator` draws (a generator from
     `common.epoch_generator(seed, epoch)` gives a resumed run the same batches).
 
     `source` is (images, labels) tensors in memory, or a torch Dataset of (image, label) (e.g. an
     ImageFolder), read by a DataLoader with `workers` processes in the drawn order. With `fill` (C,), each
     batch gets `random_crop_flip` with that padding, drawn from the same generator after the order.
+    Under torchrun `batch_size` is the global batch and `rank` of `world_size` gets its contiguous share of
+    each (common.distributed.rank_rows); every rank draws the same order.
     """
     from torch.utils.data import DataLoader, Dataset
 
+    from ..distributed import rank_rows
     from .augment import random_crop_flip
 
     if isinstance(source, Dataset):
-        order = torch.randperm(len(source), generator=generator).tolist()
-        loader = DataLoader(source, batch_size=batch_size, sampler=order, num_workers=workers,
-                            pin_memory=device.type == "cuda")
+        order = torch.randperm(len(source), generator=generator)
+        shares = [batch[rank_rows(len(batch), rank, world_size)].tolist() for batch in order.split(batch_size)]
+        loader = DataLoader(source, batch_sampler=shares, num_workers=workers, pin_memory=device.type == "cuda")
         batches = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
     else:
         images, labels = source
         order = torch.randperm(len(labels), generator=generator).to(device)
-        batches = ((images[idx], labels[idx]) for idx in order.split(batch_size))
+        shares = (idx[rank_rows(len(idx), rank, world_size)] for idx in order.split(batch_size))
+        batches = ((images[idx], labels[idx]) for idx in shares)
     for x, y in batches:
         yield (random_crop_flip(x, generator, fill) if fill is not None else x), y
 

@@ -74,19 +74,29 @@ def dataset_features_and_logits(model: nn.Module, head: nn.Module, dataset, devi
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0, progress: bool = False) -> dict:
+def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0, progress: bool = False,
+             rank: int = 0, world_size: int = 1) -> dict:
     """One eval-mode pass over each split of `data` ({"train": source, "val": source}, a source being
     (images, labels) tensors or a torch Dataset) and its metrics; a progress bar over a Dataset's batches
-    with `progress`."""
+    with `progress`. Under torchrun each rank passes its contiguous share of a split and the metrics are
+    computed from all ranks' features and logits (common.distributed.gather_rows): the single-process
+    values."""
+    from torch.utils.data import Subset
+
+    from ..distributed import gather_rows, rank_rows
+
     model.eval()
     row = {}
     for split, source in data.items():
         if isinstance(source, tuple):
             x, y = source
-            row.update(split_metrics(split, *features_and_logits(model, head, x), y, head))
+            features, logits = features_and_logits(model, head, x[rank_rows(len(x), rank, world_size)])
         else:
             device = next(model.parameters()).device
-            features, logits, y = dataset_features_and_logits(model, head, source, device, workers=workers,
-                                                              progress=progress, desc=f"evaluating {split}")
-            row.update(split_metrics(split, features, logits, y, head))
+            share = range(len(source))[rank_rows(len(source), rank, world_size)]
+            features, logits, y = dataset_features_and_logits(model, head, Subset(source, share), device,
+                                                              workers=workers, progress=progress,
+                                                              desc=f"evaluating {split}")
+            y = gather_rows(y)
+        row.update(split_metrics(split, gather_rows(features), gather_rows(logits), y, head))
     return row

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..cli import UsageError
+from ..distributed import current, gather_rows, rank_rows
 from ..features import capture_features
 from ..images.evaluation import split_metrics
 from ..unplug_loop import UnplugTask
@@ -116,21 +117,24 @@ def text_task(model: nn.Module, head: nn.Linear, tokenizer, data: dict, config: 
               feature_layer: nn.Module | None = None, eval_batch_size: int = 128, progress: bool = False) -> UnplugTask:
     """The UnplugTask of a sequence classifier. data = {"train": (texts, labels), "val": (texts, labels)},
     tokenised once here with config["max_length"]; batches of config["batch_size"] in the order the epoch's
-    generator draws, padded per batch. The regulariser's features are the input of `feature_layer` (default:
+    generator draws, padded per batch (under torchrun, this rank's share of each global batch, and the
+    evaluation gathers all ranks' features). The regulariser's features are the input of `feature_layer` (default:
     the classifier `head`; rf_bert's --features cls hooks the pooler); the evaluation always measures the
     classifier's input, so its RF, NCC and NC values are those of the layer W acts on."""
     encodings = {split: encode(tokenizer, texts, config["max_length"]) for split, (texts, _) in data.items()}
     labels = {split: y.to(device) for split, (_, y) in data.items()}
     n_train, batch_size = len(labels["train"]), config["batch_size"]
+    rank, world = current().rank, current().world_size  # under torchrun: this rank's shares
 
-    def run(batch: dict, layer: nn.Module) -> tuple[Tensor, Tensor]:
-        with capture_features(model, layer) as cap:
-            logits = model(**batch).logits
+    def run(net: nn.Module, batch: dict, layer: nn.Module) -> tuple[Tensor, Tensor]:
+        with capture_features(net, layer) as cap:
+            logits = net(**batch).logits
         return sequence_features(cap.features, batch["attention_mask"]), logits
 
     def batches(generator: torch.Generator):
         order = torch.randperm(n_train, generator=generator)
         for index in order.split(batch_size):
+            index = index[rank_rows(len(index), rank, world)]
             yield padded_batch(tokenizer, encodings["train"], index.tolist(), device), labels["train"][index.to(device)]
 
     @torch.no_grad()
@@ -138,16 +142,18 @@ def text_task(model: nn.Module, head: nn.Linear, tokenizer, data: dict, config: 
         model.eval()
         row = {}
         for split in data:
-            features, logits, n = [], [], len(encodings[split])
-            steps = range(0, n, eval_batch_size)
+            features, logits = [], []
+            share = range(len(encodings[split]))[rank_rows(len(encodings[split]), rank, world)]
+            steps = range(0, len(share), eval_batch_size)
             for start in tqdm(steps, desc=f"evaluating {split}", disable=not progress, leave=False):
-                batch = padded_batch(tokenizer, encodings[split], range(start, min(start + eval_batch_size, n)), device)
-                phi, z = run(batch, head)
+                batch = padded_batch(tokenizer, encodings[split], share[start:start + eval_batch_size], device)
+                phi, z = run(model, batch, head)
                 features.append(phi.float())
                 logits.append(z.float())
-            row.update(split_metrics(split, torch.cat(features), torch.cat(logits), labels[split], head))
+            row.update(split_metrics(split, gather_rows(torch.cat(features)), gather_rows(torch.cat(logits)),
+                                     labels[split], head))
         return row
 
     return UnplugTask(n_train=n_train, steps=-(-n_train // batch_size), batches=batches,
-                      forward=lambda batch: run(batch, feature_layer if feature_layer is not None else head),
+                      forward=lambda net, batch: run(net, batch, feature_layer if feature_layer is not None else head),
                       evaluate=evaluate)
