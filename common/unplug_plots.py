@@ -5,6 +5,7 @@ is written once here:
     python -m common.unplug_plots rf_resnet18 --preset cpu --data_dir DIR     # the flags of the training runs
     python -m common.unplug_plots rf_vit --preset cpu --data_dir DIR --seeds "1 42"
     python -m common.unplug_plots rf_bert --preset paper                       # Figs. 16-17 (fig16.png)
+    python -m common.unplug_plots rf_bert --preset cpu --out_dir rf_bert/figures/cpu/runs --to rf_bert/figures/cpu
 
 The figure: (a) train and validation accuracy, (b) relative flatness with one fixed definition (Lemma A.2
 bound, temperature 1, raw features: eval-mode pass and in-training mean) and the regulariser's own value as
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 import matplotlib
 
@@ -111,15 +113,17 @@ def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses:
     <out_dir>/<experiment>/figures/<preset + flags>/ and prints the table; returns that folder."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--seeds", default="1 42 15213", help="the seeds to plot (space-separated)")
+    parser.add_argument("--to", default=None, help="write the figure and table here (default: beside the runs)")
     args, rest = parser.parse_known_args(argv)
     seeds = [int(s) for s in args.seeds.split()]
     groups, unplug = load_groups(train, rest, seeds)
     run = train.parse_args(rest)
-    out = run.run_dir.parent.parent / "figures" / run.run_dir.parent.name
+    out = Path(args.to) if args.to else run.run_dir.parent.parent / "figures" / run.run_dir.parent.name
     out.mkdir(parents=True, exist_ok=True)
-    fig = unplug_figure(groups, unplug, f"{model_name} ({run.config['dataset']}, preset {run.config['preset']}, "
-                                        f"lambda {run.config['lam']:g}, unplug recipe {run.config['unplug_recipe']}; "
-                                        f"mean and min-max over seeds {args.seeds})", losses)
+    fig = unplug_figure(groups, unplug, f"{model_name}{describe_model(run.config)} ({describe_data(run.config)}, "
+                                        f"preset {run.config['preset']}, lambda {run.config['lam']:g}, unplug recipe "
+                                        f"{run.config['unplug_recipe']}; mean and min-max over seeds {args.seeds})",
+                        losses)
     fig.savefig(out / f"{figure}.png", dpi=110)
     plt.close(fig)
     table = unplug_summary(groups, unplug)
@@ -128,11 +132,28 @@ def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses:
     return out
 
 
+STAND_INS = {  # data sets that stand in for the paper's: what a figure calls them
+    "movie_snippets": "movie-review snippets, a stand-in for SST-5, not SST-5",
+}
+
+
+def describe_data(config: dict) -> str:
+    return STAND_INS.get(config["dataset"], config["dataset"])
+
+
+def describe_model(config: dict) -> str:
+    """': <model folder or id>' for the text models, with 'trained from scratch, not pretrained' when so."""
+    if "model_name" not in config:
+        return ""
+    return f": {Path(config['model_name']).name}" + ("" if config.get("pretrained", True) else
+                                                      ", trained from scratch, not pretrained")
+
+
 MODELS = {  # experiment: (title, figure file, losses panel)
     "rf_resnet18": ("Fig. 4, ResNet-18", "fig4", False),
     "rf_vit": ("Fig. 4, ViT", "fig4", False),
-    "rf_bert": ("Figs. 16-17, BERT", "fig16", True),
-    "rf_gpt2": ("Figs. 18-19, DistilGPT-2", "fig18", True),
+    "rf_bert": ("Figs. 16-17, BERT family", "fig16", True),
+    "rf_gpt2": ("Figs. 18-19, GPT-2 family", "fig18", True),
 }
 
 

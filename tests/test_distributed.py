@@ -150,7 +150,7 @@ def test_torchrun_rf_bert_logs_the_rows_of_one_process_and_resumes_after_a_kill(
 
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     flags = ["--preset", "cpu", "--model_name", str(tiny_text_models["bert"]), "--data_dir", str(tiny_sst[0]),
-             "--train_subset", "0", "--max_length", "16", "--epochs", "4", "--unplug_epoch", "2", "--batch_size", "8",
+             "--train_subset", "0", "--freeze_layers", "0", "--max_length", "16", "--epochs", "4", "--unplug_epoch", "2", "--batch_size", "8",
              "--lam", "1", "--threads", "1", "--no_progress"]
     one = train.main(flags + ["--out_dir", str(tmp_path / "one")])
     subprocess.run(_torchrun("rf_bert", flags + ["--out_dir", str(tmp_path / "two")]), env=env, check=True,
@@ -217,7 +217,7 @@ def test_torchrun_smoke_run_writes_one_log_with_the_single_process_keys(name, ti
 
 def test_run_script_with_nproc_trains_every_run_under_torchrun(tiny_text_models, tiny_sst, tmp_path):
     flags = ["--preset", "cpu", "--model_name", str(tiny_text_models["bert"]), "--data_dir", str(tiny_sst[0]),
-             "--train_subset", "0", "--max_length", "16", "--epochs", "2", "--unplug_epoch", "1", "--batch_size", "8",
+             "--train_subset", "0", "--freeze_layers", "0", "--max_length", "16", "--epochs", "2", "--unplug_epoch", "1", "--batch_size", "8",
              "--threads", "1", "--no_progress", "--out_dir", str(tmp_path)]
     env = dict(os.environ, PYTHON=sys.executable, NPROC="2", OMP_NUM_THREADS="1")
     subprocess.run(["sh", str(REPO / "rf_bert" / "run_script.sh"), *flags], env=env, check=True, capture_output=True)

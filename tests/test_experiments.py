@@ -89,7 +89,7 @@ EXPERIMENTS = {
     },
     "rf_bert": {  # a tiny BERT and tokenizer made in the tests, the made 5-class data set (conftest)
         "smoke": lambda data: ["--preset", "cpu", "--model_name", str(data["bert"]), "--data_dir", str(data["text"]),
-                               "--train_subset", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
+                               "--train_subset", "0", "--freeze_layers", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
                                "--batch_size", "8", "--features", "cls"],
         "longer": ["--epochs", "30"],
         "nan_at_step": 9,  # 5 steps per epoch: a step of epoch 2
@@ -100,11 +100,14 @@ EXPERIMENTS = {
                 (["--train_subset", "100"], "--train_subset 100 is larger than the 40 training rows"),
                 (["--num_classes", "3"], "is outside 0..2; set --num_classes"),
                 (["--data_dir", "/nonexistent"], "--data_dir /nonexistent is not a folder"),
-                (["--model_name", "/nonexistent/tinybert"], "no such folder")],
+                (["--model_name", "/nonexistent/tinybert"], "no such folder"),
+                (["--freeze_layers", "-1"], "--freeze_layers must be >= 0"),
+                (["--optimizer", "adam"], "invalid choice"),
+                (["--eval_train_size", "-1"], "--eval_train_size must be >= 0")],
     },
     "rf_gpt2": {
         "smoke": lambda data: ["--preset", "cpu", "--model_name", str(data["gpt2"]), "--data_dir", str(data["text"]),
-                               "--train_subset", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
+                               "--train_subset", "0", "--freeze_layers", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
                                "--batch_size", "8", "--head_only"],
         "longer": ["--epochs", "30"],
         "nan_at_step": 9,

@@ -42,7 +42,7 @@ def runs(tmp_path_factory, tiny_text_models):
         "rf_resnet18": [image + ["--epochs", "3", "--unplug_epoch", "1"] + extra
                         for extra in ([], ["--regularizer", "none", "--baseline_same_schedule"])],
         **{name: [["--preset", "cpu", "--model_name", str(tiny_text_models[model]), "--data_dir", str(text),
-                   "--train_subset", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
+                   "--train_subset", "0", "--freeze_layers", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1",
                    "--batch_size", "8"] + extra for extra in ([], ["--regularizer", "none", "--baseline_same_schedule"])]
            for name, model in (("rf_bert", "bert"), ("rf_gpt2", "gpt2"))},
         "anti_grokking": [["--preset", "cpu", "--data_dir", str(data), "--train_size", "40", "--val_size", "20",

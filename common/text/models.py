@@ -15,9 +15,13 @@ from ..distributed import current, gather_rows, rank_rows
 from ..features import capture_features
 from ..images.evaluation import split_metrics
 from ..unplug_loop import UnplugTask
-from .data import quiet_hub
+from .data import quiet_hub, stratified_subset
 
-__all__ = ["load_text_classifier", "encode", "padded_batch", "sequence_features", "text_task"]
+__all__ = ["load_text_classifier", "freeze_lower_layers", "encode", "padded_batch", "sequence_features", "text_task"]
+
+# The model folders the documented commands write (common/text/assets.py), by folder name: what to run when one is missing
+KNOWN_FOLDERS = {"all-MiniLM-L6-v2": "python -m common.text.assets minilm models/all-MiniLM-L6-v2",
+                 "gpt2-scratch": "python -m common.text.assets gpt2_scratch models/gpt2-scratch"}
 
 DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob",  # BERT
             "embd_pdrop", "attn_pdrop", "resid_pdrop")  # GPT-2
@@ -27,10 +31,12 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or Path(name).exists()
 
 
-def load_text_classifier(model_name: str, num_classes: int, dropout: float, head: str):
+def load_text_classifier(model_name: str, num_classes: int, dropout: float, head: str, pretrained: bool = True):
     """(model, tokenizer): `AutoModelForSequenceClassification.from_pretrained(model_name, num_labels=...)`
     (the pretrained encoder with a newly initialised classifier, as the original) and its `AutoTokenizer`,
-    from the Hub or a local folder (a `save_pretrained` copy). Dropout sets the encoder's hidden and
+    from the Hub or a local folder (a `save_pretrained` copy); with pretrained=False the same architecture
+    from its config alone, every weight initialised from torch's generator (seed it first; a folder with
+    config.json and tokenizer files, no weights, is enough). Dropout sets the encoder's hidden and
     attention dropout. A tokenizer without a padding token (GPT-2) pads with its end-of-text token, on
     the right, and the model is told so. `head` names the classifier layer the experiment measures
     ("classifier" for BERT, "score" for GPT-2); a model without it is refused."""
@@ -40,8 +46,10 @@ def load_text_classifier(model_name: str, num_classes: int, dropout: float, head
         raise UsageError("the text experiments need Hugging Face transformers: pip install -r requirements-text.txt") \
             from err
     if _looks_like_path(model_name) and not Path(model_name).expanduser().is_dir():
-        raise UsageError(f"--model_name {model_name}: no such folder; give a folder saved with save_pretrained "
-                         f"(config.json, weights, tokenizer files) or a Hugging Face Hub id")
+        how = KNOWN_FOLDERS.get(Path(model_name).name)
+        raise UsageError(f"--model_name {model_name}: no such folder (run from the repository root); "
+                         + (f"write it with `{how}`" if how else "give a folder saved with save_pretrained "
+                            "(config.json, weights, tokenizer files) or a Hugging Face Hub id"))
     if not Path(model_name).expanduser().is_dir():
         print(f"{model_name}: from the Hugging Face Hub or its cache (no network: retries for about a minute; "
               f"HF_HUB_OFFLINE=1 skips them)", flush=True)
@@ -60,6 +68,13 @@ def load_text_classifier(model_name: str, num_classes: int, dropout: float, head
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     config.pad_token_id = tokenizer.pad_token_id
+    if not pretrained:
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
+        if not isinstance(getattr(model, head, None), nn.Linear):
+            raise UsageError(f"--model_name {model_name}: a {type(model).__name__} has no linear layer {head!r}")
+        print(f"{model_name}: {type(model).__name__} from its config, randomly initialised (not pretrained), "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {num_classes} classes")
+        return model, tokenizer
     try:
         with _quiet(transformers):  # its load report and bars on stderr; what it reports is printed below
             model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -75,6 +90,23 @@ def load_text_classifier(model_name: str, num_classes: int, dropout: float, head
     print(f"{model_name}: pretrained {type(model).__name__}, new {head!r} layer ({num_classes} classes)"
           + (f"; also newly initialised (not in the checkpoint): {', '.join(others)}" if others else ""))
     return model, tokenizer
+
+
+def freeze_lower_layers(model: nn.Module, layers: int) -> None:
+    """Stop the gradient of the embeddings and of the lowest `layers` transformer blocks (BERT's
+    encoder.layer, GPT-2's h), so that only the blocks above them, the pooler and the classifier train.
+    layers=0 freezes nothing."""
+    if layers == 0:
+        return
+    base = model.base_model
+    blocks = base.encoder.layer if hasattr(base, "encoder") else getattr(base, "h", None)
+    embeddings = [base.embeddings] if hasattr(base, "embeddings") else [getattr(base, "wte", None), getattr(base, "wpe", None)]
+    if blocks is None or any(e is None for e in embeddings):
+        raise UsageError(f"--freeze_layers: a {type(model).__name__} is neither BERT- nor GPT-2-shaped")
+    if layers > len(blocks):
+        raise UsageError(f"--freeze_layers {layers}: the model has only {len(blocks)} transformer blocks")
+    for module in [*embeddings, *blocks[:layers]]:
+        module.requires_grad_(False)
 
 
 @contextmanager
@@ -120,10 +152,15 @@ def text_task(model: nn.Module, head: nn.Linear, tokenizer, data: dict, config: 
     generator draws, padded per batch (under torchrun, this rank's share of each global batch, and the
     evaluation gathers all ranks' features). The regulariser's features are the input of `feature_layer` (default:
     the classifier `head`; rf_bert's --features cls hooks the pooler); the evaluation always measures the
-    classifier's input, so its RF, NCC and NC values are those of the layer W acts on."""
+    classifier's input, so its RF, NCC and NC values are those of the layer W acts on; with
+    config["eval_train_size"] > 0 the training split's metrics are measured on that many of its rows (a
+    stratified draw seeded by config["seed"], the same every epoch)."""
     encodings = {split: encode(tokenizer, texts, config["max_length"]) for split, (texts, _) in data.items()}
     labels = {split: y.to(device) for split, (_, y) in data.items()}
     n_train, batch_size = len(labels["train"]), config["batch_size"]
+    measured = {split: list(range(len(y))) for split, y in labels.items()}  # the rows each split's metrics use
+    if 0 < config.get("eval_train_size", 0) < n_train:
+        measured["train"] = stratified_subset(data["train"][1], config["eval_train_size"], config["seed"]).tolist()
     rank, world = current().rank, current().world_size  # under torchrun: this rank's shares
 
     def run(net: nn.Module, batch: dict, layer: nn.Module) -> tuple[Tensor, Tensor]:
@@ -143,15 +180,22 @@ def text_task(model: nn.Module, head: nn.Linear, tokenizer, data: dict, config: 
         row = {}
         for split in data:
             features, logits = [], []
-            share = range(len(encodings[split]))[rank_rows(len(encodings[split]), rank, world)]
-            steps = range(0, len(share), eval_batch_size)
+            rows = measured[split]
+            share = rows[rank_rows(len(rows), rank, world)]
+            # shortest texts first, so each batch pads to about its own length (about 1.6x fewer tokens on
+            # snippets of 5 to 50 tokens); the rows go back to the share's order before the metrics
+            order = torch.argsort(torch.tensor([len(encodings[split][i]["input_ids"]) for i in share],
+                                               dtype=torch.long), stable=True)
+            by_length = [share[i] for i in order.tolist()]
+            steps = range(0, len(by_length), eval_batch_size)
             for start in tqdm(steps, desc=f"evaluating {split}", disable=not progress, leave=False):
-                batch = padded_batch(tokenizer, encodings[split], share[start:start + eval_batch_size], device)
+                batch = padded_batch(tokenizer, encodings[split], by_length[start:start + eval_batch_size], device)
                 phi, z = run(model, batch, head)
                 features.append(phi.float())
                 logits.append(z.float())
-            row.update(split_metrics(split, gather_rows(torch.cat(features)), gather_rows(torch.cat(logits)),
-                                     labels[split], head))
+            back = torch.argsort(order).to(device)
+            row.update(split_metrics(split, gather_rows(torch.cat(features)[back]), gather_rows(torch.cat(logits)[back]),
+                                     labels[split][rows], head))
         return row
 
     return UnplugTask(n_train=n_train, steps=-(-n_train // batch_size), batches=batches,
