@@ -35,7 +35,7 @@ from .distributed import all_gather_objects, current, gather_rows, run_rows, sta
 from .features import capture_features
 from .images import black_pixel, evaluate, num_batches, num_samples, train_batches
 from .loop import EpochSums
-from .regularisation import cap_weight_, rf_terms, unplug_from_config
+from .regularisation import cap_weight_, rf_regulariser, rf_terms, unplug_from_config
 from .seeding import get_rng_state
 
 __all__ = ["UnplugTask", "train_with_unplug", "unplug_training"]
@@ -116,8 +116,10 @@ def unplug_training(run: Run, argv, model: torch.nn.Module, head: torch.nn.Linea
             ce = F.cross_entropy(logits, y)
             # §6, Eq. (1): subtract lambda * kappa while the term is on; the fixed-definition RF beside it.
             # Both over the global batch: all ranks' features and logits, with their graph.
-            loss, reg, rf = rf_terms(ce, gather_rows(phi, True), head.weight, gather_rows(logits, True), config,
-                                     phase.regularise)
+            phi_all, logits_all = gather_rows(phi, True), gather_rows(logits, True)
+            loss, reg, rf = rf_terms(ce, phi_all, head.weight, logits_all, config, phase.regularise)
+            with torch.no_grad():  # the term's form at temperature 1: the text models' original logged value off the term
+                reg_tau1 = rf_regulariser(phi_all, head.weight, logits_all, 1.0, config["normalise_features"])
             optimizer.zero_grad(set_to_none=True)
             if ddp.enabled:  # DDP averages over ranks: weight the local CE by its share of the global batch
                 total = len(gather_rows(y))
@@ -127,14 +129,15 @@ def unplug_training(run: Run, argv, model: torch.nn.Module, head: torch.nn.Linea
             optimizer.step()
             if config["cap"] != "none":  # the original caps after every step, for the whole run
                 cap_weight_(head.weight, config["max_norm"], config["cap"])
-            sums.add(loss=loss * len(y), ce=ce * len(y), reg=reg * len(y), rf_bound=rf * len(y),
-                     correct=(logits.argmax(1) == y).sum())
+            sums.add(loss=loss * len(y), ce=ce * len(y), reg=reg * len(y), reg_tau1=reg_tau1 * len(y),
+                     rf_bound=rf * len(y), correct=(logits.argmax(1) == y).sum())
         train_s = time.perf_counter() - start
         mean = {k: v / task.n_train for k, v in sums.totals(reduce=ddp.enabled).items()}
         sums.check_finite(mean["loss"], f"epoch {epoch + 1}", run_dir, "lower --lam or --lr")
         row = {"epoch": epoch + 1, "step": (epoch + 1) * task.steps, "lr": phase.lr,
                "weight_decay": phase.weight_decay, "regularised": phase.regularise,
                "train_loss_total": mean["loss"], "train_ce_running": mean["ce"], "train_reg_running": mean["reg"],
+               "train_reg_tau1_running": mean["reg_tau1"],
                "train_rf_bound_running": mean["rf_bound"], "train_acc_running": mean["correct"]}
         start = time.perf_counter()
         model.eval()

@@ -54,12 +54,23 @@ def load_groups(train, rest, seeds):
     return groups, unplug
 
 
+def original_text_log(frame):
+    """The value the original text scripts logged as flatness (docs/original_code.md §6.1): the term as applied
+    (its temperature, normalised features) while it is on, the same form at temperature 1 otherwise."""
+    return frame["train_reg_running"].where(frame["regularised"].astype(bool), frame["train_reg_tau1_running"])
+
+
 def unplug_figure(groups, unplug, title, losses=False):
     """Fig. 4 (and Figs. 16-19): accuracies, relative flatness (fixed definition) and the regulariser, learning
-    rate; with `losses` also (d) the training loss as optimised (CE - lambda reg while regularised, so it can be
-    negative, as the original's TinyBERT figure) and the validation CE. Returns the Figure."""
+    rate; with `losses` (the text models) also (d) the training loss as optimised (CE - lambda reg while
+    regularised, so it can be negative, as the original's TinyBERT figure) and the validation CE, and in (b)
+    the original text scripts' logged value (`original_text_log`). Returns the Figure."""
     fig, axes = plt.subplots(1, 4 if losses else 3, figsize=(24 if losses else 18, 4.8))
     for label, color, frame in groups:
+        if losses and "train_reg_tau1_running" in frame:
+            frame = frame.assign(original_log=original_text_log(frame))
+            seed_band(axes[1], frame, "original_log", f"{label}: the original's logged value", color, x="epoch",
+                      linestyle="-.")
         seed_band(axes[0], frame, "train_acc", f"{label}: train", color, x="epoch", linestyle="--", scale=100)
         seed_band(axes[0], frame, "val_acc", f"{label}: validation", color, x="epoch", scale=100)
         seed_band(axes[1], frame, "train_rf_bound", f"{label}: RF bound, eval pass", color, x="epoch")
@@ -90,21 +101,32 @@ def unplug_figure(groups, unplug, title, losses=False):
     return fig
 
 
-def unplug_summary(groups, unplug):
+def unplug_summary(groups, unplug, text=False):
     """Markdown, one row per run: the accuracies just before unplug, the best validation accuracy after it
-    (and its epoch), the final accuracies, the RF bound (fixed definition) before unplug and at the end."""
+    (and its epoch), the final accuracies, the RF bound (fixed definition) before unplug and at the end; with
+    `text` also the training loss at unplug and the peak of the original text scripts' logged value."""
     rows = []
     for label, _, frame in groups:
         for seed, run in frame.sort_values("epoch").groupby("seed"):
             before, after, last = run[run.epoch == unplug], run[run.epoch > unplug], run.iloc[-1]
             best = after.loc[after.val_acc.idxmax()] if len(after) else last
             at = before.iloc[0] if len(before) else run.iloc[0]
-            rows.append([label, seed, f"{at.train_acc:.3f} / {at.val_acc:.3f}", f"{best.val_acc:.3f} ({best.epoch:.0f})",
-                         f"{last.train_acc:.3f} / {last.val_acc:.3f}", f"{at.train_rf_bound:.3g}",
-                         f"{at.train_reg_running:.3g}", f"{last.train_rf_bound:.3g}"])
-    return markdown_table(["run", "seed", f"train / val acc at epoch {unplug} (last regularised)",
-                           "best val acc after unplug (epoch)", "final train / val acc",
-                           f"RF bound at epoch {unplug}", f"regulariser at epoch {unplug}", "final RF bound"], rows)
+            row = [label, seed, f"{at.train_acc:.3f} / {at.val_acc:.3f}", f"{best.val_acc:.3f} ({best.epoch:.0f})",
+                   f"{last.train_acc:.3f} / {last.val_acc:.3f}", f"{at.train_rf_bound:.3g}",
+                   f"{at.train_reg_running:.3g}", f"{last.train_rf_bound:.3g}"]
+            if text and "train_reg_tau1_running" in run:
+                logged = original_text_log(run.reset_index(drop=True))
+                peak = logged.idxmax()
+                row += [f"{at.train_loss_total:.4g}", f"{logged[peak]:.3g} ({run.epoch.iloc[peak]:.0f})"]
+            rows.append(row)
+    header = ["run", "seed", f"train / val acc at epoch {unplug} (last regularised)",
+              "best val acc after unplug (epoch)", "final train / val acc",
+              f"RF bound at epoch {unplug}", f"regulariser at epoch {unplug}", "final RF bound"]
+    if text and all(len(row) == len(header) + 2 for row in rows):
+        header += [f"train loss at epoch {unplug}", "original's logged value: peak (epoch)"]
+    else:
+        rows = [row[:len(header)] for row in rows]
+    return markdown_table(header, rows)
 
 
 def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses: bool = False):
@@ -126,7 +148,7 @@ def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses:
                         losses)
     fig.savefig(out / f"{figure}.png", dpi=110)
     plt.close(fig)
-    table = unplug_summary(groups, unplug)
+    table = unplug_summary(groups, unplug, text=losses)
     (out / "summary.md").write_text(table)
     print(table + f"\nfigure: {out / f'{figure}.png'}")
     return out

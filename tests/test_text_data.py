@@ -253,7 +253,7 @@ def test_freeze_layers_trains_the_top_blocks_only(tiny_text_models, tiny_sst, tm
     assert not (tmp_path / "out").exists()
 
 
-def test_the_training_split_measured_on_a_seeded_subset(tiny_text_models, tiny_sst, tmp_path, capsys):
+def test_the_training_split_measured_on_a_seeded_subset(tiny_text_models, tiny_sst, tmp_path):
     """eval_train_size: the logged training metrics are those of the stratified subset seeded by --seed (by hand
     from the saved model), not of the whole split; the validation split is measured whole."""
     from rf_bert import train
@@ -278,10 +278,21 @@ def test_the_training_split_measured_on_a_seeded_subset(tiny_text_models, tiny_s
         val_logits = model(**tokenizer(val_texts, padding=True, truncation=True, max_length=16,
                                        return_tensors="pt")).logits
     assert row["val_loss"] == pytest.approx(F.cross_entropy(val_logits, torch.tensor(val_labels)).item(), rel=1e-4)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        train.main(_flags(tiny_text_models["bert"], tiny_sst[0], tmp_path / "out", "--train_subset", "10",
-                          "--eval_train_size", "20"))
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and err.count("\n") == 1 and "--eval_train_size 20" in err
-    assert not (tmp_path / "out").exists()
+
+
+def test_the_originals_logged_value_is_the_term_at_temperature_1_off_the_term(tiny_text_models, tiny_sst, tmp_path):
+    """train_reg_tau1_running is the term's form at temperature 1: equal to the term itself in a run at
+    temperature 1, different at 2; the figure's 'original's logged value' takes the term while it is on and
+    this column after (docs/original_code.md §6.1), checked on a hand-made frame."""
+    import pandas as pd
+
+    from common.unplug_plots import original_text_log
+    from rf_bert import train
+
+    at_1 = train.main(_flags(tiny_text_models["bert"], tiny_sst[0], tmp_path / "t1", "--temperature", "1", "--lam", "1"))
+    assert all(r["train_reg_tau1_running"] == pytest.approx(r["train_reg_running"], rel=1e-6) for r in at_1)
+    at_2 = train.main(_flags(tiny_text_models["bert"], tiny_sst[0], tmp_path / "t2", "--lam", "0", "--lr", "0.5"))
+    assert any(r["train_reg_tau1_running"] != pytest.approx(r["train_reg_running"], rel=1e-4) for r in at_2)
+    frame = pd.DataFrame({"regularised": [True, True, False], "train_reg_running": [1.0, 2.0, 3.0],
+                          "train_reg_tau1_running": [10.0, 20.0, 30.0]})
+    assert original_text_log(frame).tolist() == [1.0, 2.0, 30.0]
