@@ -4,7 +4,7 @@
 # adds the original's baseline, which keeps the constant learning rate).
 #   sh rf_bert/run_script.sh --preset paper                                  # TinyBERT from the Hub (GPU)
 #   sh rf_bert/run_script.sh --preset paper --model_name PATH --data_dir DIR # local copies of both
-#   sh rf_bert/run_script.sh --preset cpu --model_name PATH --data_dir DIR   # 2000 texts, 40 epochs
+#   SEEDS="1 42 15213" sh rf_bert/run_script.sh --preset cpu                 # all-MiniLM-L6-v2 on the movie-snippet stand-in (README)
 SEEDS=${SEEDS:-42}
 export SEEDS
 exec sh "$(dirname "$0")/../common/run_unplug_figure.sh" rf_bert "$@"
