@@ -3,7 +3,7 @@
 # baseline, then the figure (common/run_unplug_figure.sh; ORIGINAL_BASELINE=1 adds the original's baseline).
 #   sh rf_gpt2/run_script.sh --preset paper                                  # distilgpt2 from the Hub (GPU)
 #   sh rf_gpt2/run_script.sh --preset paper --model_name PATH --data_dir DIR # local copies of both
-#   sh rf_gpt2/run_script.sh --preset cpu --model_name PATH --data_dir DIR   # 2000 texts, 40 epochs
+#   SEEDS="1 42 15213" sh rf_gpt2/run_script.sh --preset cpu                 # a from-scratch GPT-2 on the movie-snippet stand-in (README)
 SEEDS=${SEEDS:-42}
 export SEEDS
 exec sh "$(dirname "$0")/../common/run_unplug_figure.sh" rf_gpt2 "$@"
