@@ -184,9 +184,28 @@ def parse(argv: Sequence[str] | None, experiment: str, doc: str, keys: dict[str,
     return Run(args, config, run_dir, device)
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_relative(word: str) -> str:
+    """`word` (or the value of `--flag=word`) relative to the repository when it is an absolute path inside it,
+    so that a committed config.json names no folder of the machine it ran on; any other word unchanged."""
+    if word.startswith("--") and "=" in word:
+        flag, value = word.split("=", 1)
+        return f"{flag}={repo_relative(value)}"
+    path = Path(word)
+    if not path.is_absolute():
+        return word
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return word
+
+
 def command_line(argv: Sequence[str] | None) -> list[str]:
-    """The command as typed (for config.json): the program and `argv`, or sys.argv when argv is None."""
-    return sys.argv[:1] + list(argv if argv is not None else sys.argv[1:])
+    """The command as typed (for config.json): the program and `argv`, or sys.argv when argv is None, with
+    absolute paths inside the repository (the program's, as `python -m` gives it) made relative to it."""
+    return [repo_relative(word) for word in sys.argv[:1] + list(argv if argv is not None else sys.argv[1:])]
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

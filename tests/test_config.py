@@ -1,11 +1,13 @@
 """common.config: every experiment's command line (keys, presets, booleans, devices, rules, run folder)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from common import Diverged, Key, UsageError, entry_point, epoch_generator, parse
+from common.config import command_line
 
 KEYS = {"seed": Key(42, "model seed"),
         "lr": Key(0.1, "learning rate"),
@@ -93,3 +95,14 @@ def test_epoch_generator_depends_on_seed_and_epoch_only():
     assert torch.equal(draw(1, 2), draw(1, 2))
     assert not torch.equal(draw(1, 2), draw(1, 3)) and not torch.equal(draw(1, 2), draw(2, 2))
     assert torch.equal(draw(1, 2), torch.randperm(50, generator=torch.Generator().manual_seed(1 * 1_000_003 + 2)))
+
+
+def test_command_line_names_no_folder_of_the_machine_inside_the_repository(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parent.parent  # found independently of common.config's REPO_ROOT
+    monkeypatch.setattr("sys.argv", [str(repo / "rf_bert" / "train.py"), "--seed", "1"])
+    outside = str(tmp_path / "data")
+    argv = ["--data_dir", str(repo / "data" / "movie_snippets"), f"--model_name={repo / 'models' / 'm'}",
+            "--out_dir", outside, "--lr", "-1", "runs/x"]
+    assert command_line(argv) == ["rf_bert/train.py", "--data_dir", "data/movie_snippets", "--model_name=models/m",
+                                  "--out_dir", outside, "--lr", "-1", "runs/x"]
+    assert command_line(None) == ["rf_bert/train.py", "--seed", "1"]
