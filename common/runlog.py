@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import REPO_ROOT
 from .cli import UsageError
 from .seeding import get_rng_state, set_rng_state
 
@@ -32,11 +33,10 @@ __all__ = ["RunLog", "load_runs", "read_metrics", "git_commit"]
 
 def git_commit() -> str | None:
     """Commit hash of the repository holding this file, with '-dirty' for uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
