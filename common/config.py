@@ -187,25 +187,29 @@ def parse(argv: Sequence[str] | None, experiment: str, doc: str, keys: dict[str,
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def repo_relative(word: str) -> str:
-    """`word` (or the value of `--flag=word`) relative to the repository when it is an absolute path inside it,
-    so that a committed config.json names no folder of the machine it ran on; any other word unchanged."""
+def repo_relative(word: str, flag: str | None = None) -> str:
+    """`word` (or the value of `--flag=word`) relative to the repository when it is an absolute path inside it;
+    an absolute path outside it becomes a named placeholder, <FLAG> after the flag that takes it (`--data_dir
+    /usr/share/datasets/fashion-mnist` -> `--data_dir <DATA_DIR>`) or <PATH>; so that a committed config.json
+    names no folder of the machine it ran on. Any other word unchanged."""
     if word.startswith("--") and "=" in word:
-        flag, value = word.split("=", 1)
-        return f"{flag}={repo_relative(value)}"
+        name, value = word.split("=", 1)
+        return f"{name}={repo_relative(value, name)}"
     path = Path(word)
     if not path.is_absolute():
         return word
     try:
         return path.resolve().relative_to(REPO_ROOT).as_posix()
     except ValueError:
-        return word
+        return f"<{flag.lstrip('-').upper()}>" if flag and flag.startswith("--") and "=" not in flag else "<PATH>"
 
 
 def command_line(argv: Sequence[str] | None) -> list[str]:
     """The command as typed (for config.json): the program and `argv`, or sys.argv when argv is None, with
-    absolute paths inside the repository (the program's, as `python -m` gives it) made relative to it."""
-    return [repo_relative(word) for word in sys.argv[:1] + list(argv if argv is not None else sys.argv[1:])]
+    absolute paths inside the repository (the program's, as `python -m` gives it) made relative to it and
+    those outside it named by the flag that takes them (`repo_relative`)."""
+    words = sys.argv[:1] + list(argv if argv is not None else sys.argv[1:])
+    return [repo_relative(word, words[i - 1] if i else None) for i, word in enumerate(words)]
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

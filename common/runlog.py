@@ -1,7 +1,7 @@
 """Run directories: config.json, metrics.jsonl, checkpoint.pt, and the reader `load_runs`.
 
     <run_dir>/
-        config.json     # {"config": resolved config, "argv", "git_commit", "versions", "device", ...}
+        config.json     # {"config": resolved config, "argv", "git_commit", "versions", "device", "environment"}
         metrics.jsonl   # one JSON object per evaluation, flushed after every row
         checkpoint.pt   # model, optimizer, scheduler, RNG states, step, log offset (atomic)
         finished.json   # written when the run completed; a rerun is then a no-op
@@ -26,7 +26,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import REPO_ROOT
 from .cli import UsageError
-from .seeding import get_rng_state, set_rng_state
+from .seeding import environment, get_rng_state, set_rng_state
 
 __all__ = ["RunLog", "load_runs", "read_metrics", "git_commit"]
 
@@ -97,7 +97,8 @@ class RunLog:
             record = {"config": self.config, "argv": list(argv) if argv is not None else sys.argv,
                       "git_commit": git_commit(), "torch_version": torch.__version__,
                       "python_version": platform.python_version(), "platform": platform.platform(),
-                      "device": str(device) if device is not None else None, "world_size": world_size}
+                      "device": str(device) if device is not None else None, "world_size": world_size,
+                      "environment": environment(device)}
             tmp = self.config_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(record, indent=2) + "\n")
             os.replace(tmp, self.config_path)

@@ -248,7 +248,8 @@ def test_run_script_rows_equal_single_seed_runs(tmp_path, parallel):
     import sys
 
     flags = TINY + ["--steps", "12", "--eval_points", "3", "--out_dir", str(tmp_path / "script")]
-    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "3 4", "PARALLEL": parallel}
+    # KERNELS=native: the kernels this test process uses (the portable setting has its own test below)
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "3 4", "PARALLEL": parallel, "KERNELS": "native"}
     done = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags], env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -264,3 +265,35 @@ def test_run_script_rows_equal_single_seed_runs(tmp_path, parallel):
     failing = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags, "--steps", "0"],
                              env=env, capture_output=True, text=True)
     assert failing.returncode == 2 and "--steps" in failing.stdout + failing.stderr
+
+
+def test_portable_kernel_setting_repeats_rows_and_is_recorded(tmp_path):
+    """The reproducible setting (common/portable_kernels.sh, which every run_script.sh sources): two processes
+    with the same seed, one thread and the portable kernels write identical rows, and config.json records the
+    kernel variables, the kernel set in use and the thread count. A bad KERNELS value is refused."""
+    import json
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from common.seeding import PORTABLE_KERNELS
+
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_KERNELS}
+    flags = TINY + ["--steps", "12", "--eval_points", "3", "--threads", "1", "--no_progress"]
+    rows = []
+    for name in ("a", "b"):
+        command = f'. common/portable_kernels.sh && exec "$0" -m grokking_nc_rf.train "$@"'
+        subprocess.run(["sh", "-c", command, sys.executable, *flags, "--out_dir", str(tmp_path / name)], cwd=REPO,
+                       env=env, check=True, capture_output=True)
+        run_dir = train.parse_args(flags + ["--out_dir", str(tmp_path / name)]).run_dir
+        rows.append([{k: v for k, v in r.items() if not k.endswith("_s")} for r in read_metrics(run_dir / "metrics.jsonl")])
+        recorded = json.loads((run_dir / "config.json").read_text())["environment"]
+        assert recorded["threads"] == 1 and recorded["cpu"]
+        if platform.machine() in ("x86_64", "amd64"):
+            assert recorded["kernel_env"] == PORTABLE_KERNELS
+            assert recorded["cpu_capability"] in ("AVX2", "DEFAULT")  # DEFAULT: a CPU without AVX2
+    assert len(rows[0]) == 4 and rows[0] == rows[1]
+    bad = subprocess.run(["sh", "-c", ". common/portable_kernels.sh"], cwd=REPO, env={**env, "KERNELS": "fast"},
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "KERNELS must be portable or native" in bad.stderr
