@@ -62,7 +62,7 @@ PRESETS = {
     "cpu": {"steps": 4000, "lr": 1e-3, "eval_schedule": "log_spaced", "eval_points": 80},
 }
 RULES = [
-    ("modulus", lambda v: v >= 2, ">= 2"),
+    ("modulus", lambda v: 2 <= v <= 3000, "in [2, 3000] (all p^2 equations are held in memory)"),
     ("train_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("steps", lambda v: v > 0, "> 0"),
     ("batch_size", lambda v: v > 0, "> 0"),
@@ -89,6 +89,11 @@ def check(config, args):
         raise UsageError(f"--d_model {config['d_model']} must be divisible by --n_heads {config['n_heads']}")
     if args.save_features < 0:
         raise UsageError(f"--save_features must be >= 0, got {args.save_features}")
+    train_idx, val_idx = split_indices(config["modulus"], config["train_fraction"], config["data_seed"], config["split"])
+    if len(train_idx) < 2 or len(val_idx) < 1:
+        raise UsageError(f"--modulus {config['modulus']} with --train_fraction {config['train_fraction']} gives "
+                         f"{len(train_idx)} training and {len(val_idx)} validation equations; both splits need equations "
+                         f"(at least 2 for training, 1 for validation): change --train_fraction or --modulus")
 
 
 def parse_args(argv):

@@ -136,6 +136,10 @@ def load_splits(dataset: str, data_dir: str | Path, train_size: int = 0, val_siz
             images, labels = load_fashion_mnist(data_dir, train)
         if size > len(labels):
             raise UsageError(f"--{split}_size {size} is larger than the {len(labels)} {split} images")
+        classes = len(labels.unique())
+        if 0 < size < classes:
+            raise UsageError(f"--{split}_size {size} is smaller than the {classes} classes; a class-balanced subset "
+                             f"needs at least one image of each (0 keeps the whole split)")
         if size:
             keep = balanced_subset(labels, size, seed)
             images, labels = images[keep], labels[keep]

@@ -127,6 +127,9 @@ def load_text_splits(dataset: str, data_dir: str | Path | None, num_classes: int
         texts, labels = splits["train"]
         if train_subset > len(texts):
             raise UsageError(f"--train_subset {train_subset} is larger than the {len(texts)} training rows")
+        if train_subset < len(labels.unique()):
+            raise UsageError(f"--train_subset {train_subset} is smaller than the {len(labels.unique())} classes; a "
+                             f"stratified draw needs at least one row of each (0 keeps every row)")
         index = stratified_subset(labels, train_subset, seed).tolist()
         splits["train"] = [texts[i] for i in index], labels[index]
     return splits
