@@ -29,7 +29,7 @@ from .cli import UsageError, entry_point  # noqa: E402
 from .plots import markdown_table, seed_band  # noqa: E402
 from .runlog import load_runs  # noqa: E402
 
-__all__ = ["GROUPS", "load_groups", "unplug_figure", "unplug_summary", "plot_unplug_runs", "main"]
+__all__ = ["GROUPS", "load_groups", "unplug_figure", "unplug_summary", "unplug_numbers", "plot_unplug_runs", "main"]
 
 GROUPS = [  # label, the train.py flags of the group (added to the user's), color
     ("RF regulariser, unplugged", [], "tab:red"),
@@ -127,6 +127,49 @@ def unplug_summary(groups, unplug, text=False):
     else:
         rows = [row[:len(header)] for row in rows]
     return markdown_table(header, rows)
+
+
+def unplug_numbers(frame) -> "pd.DataFrame":
+    """One row per seed of one run group of an rf_* experiment (its evaluations by epoch; config columns as
+    `load_runs` gives them): what REPRODUCTION.md and the READMEs quote. NaN where a run never gets there."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    rows = {}
+    for seed, run in frame.sort_values("epoch").groupby("seed"):
+        run = run.reset_index(drop=True)
+        first = run.iloc[0]
+        unplug = int(first["unplug_epoch"])
+        at = lambda epoch, key: float(run.loc[run.epoch == epoch, key].iloc[0]) if (run.epoch == epoch).any() else math.nan  # noqa: E731
+        after, on = run[run.epoch > unplug], run[run.epoch <= unplug]
+        row = {"unplug": unplug, "epochs": float(run.epoch.iloc[-1]),
+               "train acc at unplug": at(unplug, "train_acc"), "val acc at unplug": at(unplug, "val_acc"),
+               "train loss at unplug": at(unplug, "train_loss_total") if "train_loss_total" in run else math.nan,
+               "train acc 2 epochs after unplug": at(unplug + 2, "train_acc"),
+               "final train acc": float(run.train_acc.iloc[-1]), "final val acc": float(run.val_acc.iloc[-1]),
+               "best val acc after unplug": float(after.val_acc.max()) if len(after) else math.nan,
+               "largest ||W||_F": float(run.w_norm.max()), "final ||W||_F": float(run.w_norm.iloc[-1]),
+               "RF bound: lowest": float(run.train_rf_bound.min()), "RF bound: highest": float(run.train_rf_bound.max())}
+        recovered = after[after.train_acc >= 0.99]
+        row["train acc >= 0.99 again after unplug: epoch"] = float(recovered.epoch.iloc[0]) if len(recovered) else math.nan
+        if bool(first["regularizer"] != "none") and "max_norm" in run:
+            saturation = float(first["max_norm"]) ** 2 * (1 - 1 / int(first["num_classes"]))
+            held = (on.train_reg_running >= 0.99 * saturation).to_numpy()
+            # the first epoch from which the term stays at 99% of its saturation value until unplug
+            start = len(held) - int(np.argmin(held[::-1])) if not held.all() else 0
+            row["saturation"] = saturation
+            row["term at 99% of saturation from epoch"] = float(on.epoch.iloc[start]) if start < len(held) else math.nan
+            held_on = on.iloc[start:]
+            row["val acc while saturated: lowest"] = float(held_on.val_acc.min()) if len(held_on) else math.nan
+            row["val acc while saturated: highest"] = float(held_on.val_acc.max()) if len(held_on) else math.nan
+        if "train_reg_tau1_running" in run:
+            logged = original_text_log(run)
+            row["original's logged value: peak"] = float(logged.max())
+            row["original's logged value: peak epoch"] = float(run.epoch[logged.idxmax()])
+        rows[int(seed)] = row
+    return pd.DataFrame(rows).T.sort_index()
 
 
 def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses: bool = False):

@@ -248,6 +248,11 @@ def main(argv=None):
     (group / "checks.md").write_text(checks)
     print(f"Onset steps ({n_seeds} seeds, {group}):\n{markdown}\nCheck numbers (REPRODUCTION.md):\n{checks}\n"
           f"Figures: {figures}")
+    from common.report import agreement  # a rerun of a config we committed: does it agree with ours?
+
+    line = agreement(group)
+    if line:
+        print(line)
     return table
 
 

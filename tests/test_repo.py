@@ -35,6 +35,20 @@ def test_no_machine_paths_in_tracked_text():
                 assert marker not in text, f"{path} names a machine path {marker}"
 
 
+def test_committed_run_logs_name_no_absolute_path():
+    """config.json files under */figures/ record paths relative to the repository or as placeholders
+    (common.config.repo_relative): a committed log names no folder of the machine it ran on."""
+    import json
+
+    records = sorted(REPO.glob("*/figures/**/config.json"))
+    assert len(records) >= 3
+    for path in records:
+        record = json.loads(path.read_text())
+        words = [str(w) for w in record["argv"]] + [str(v) for v in record["config"].values()]
+        absolute = [w for w in words if w.startswith("/") or "=/" in w]
+        assert not absolute, f"{path.relative_to(REPO)} records {absolute}"
+
+
 def test_pyproject_installs_common_with_its_version():
     import tomllib
 
