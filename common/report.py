@@ -391,6 +391,9 @@ def comparison(runs_dir: Path, report: Report):
         raise UsageError(f"no run folders (seed_<k>/config.json) under {runs_dir}")
     program = next(iter(records.values()))["argv"][0]
     experiment = program.split("/")[0] if program.endswith("/train.py") else ""
+    if not experiment:
+        raise UsageError(f"the runs under {runs_dir} were not started as <experiment>/train.py ({program}); "
+                         f"cannot tell which experiment's numbers to compare")
     try:
         module = importlib.import_module(f"{experiment}.report")
     except ModuleNotFoundError:
@@ -452,7 +455,7 @@ def agreement(runs_dir: Path) -> str | None:
     config, or None when there is no such group (another config, or an experiment without a spread)."""
     try:
         _, _, rows = comparison(Path(runs_dir), Report(REPO_ROOT))
-    except (UsageError, OSError, KeyError, ValueError):
+    except (UsageError, OSError, KeyError, ValueError, ImportError):
         return None
     return (f"Against our committed runs of this config: {agreement_line(rows)} Per number: python -m common.report "
             f"--compare {runs_dir}")
