@@ -1,0 +1,83 @@
+"""The Figs. 2, 3 and 5 table of REPRODUCTION.md, from the committed CPU-preset logs (ResNet-18 on a 1,000-image
+Fashion-MNIST subset, a stand-in for CIFAR-10: not CIFAR-10). Train-side values are the original's in-training
+epoch values (`*_running`), as the paper plots them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from common.report import Report, check_table, number, value_range
+
+RUNS = "nc_experiments/figures/cpu/runs/nc_experiments"
+BASELINE, REG = f"{RUNS}/cpu_regularizernone", f"{RUNS}/cpu"
+COMMANDS = {path: "sh nc_experiments/run_script.sh fig2 --preset cpu --data_dir DIR" for path in (BASELINE, REG)}
+
+
+def numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per seed: the values the table quotes (last epoch unless named otherwise)."""
+    rows = {}
+    for seed, run in frame.sort_values("epoch").groupby("seed"):
+        run = run.reset_index(drop=True)
+        last = run.iloc[-1]
+        rows[int(seed)] = {
+            "epochs": last.epoch, "val acc": last.val_acc, "train acc (in-training)": last.train_acc_running,
+            "RF bound (in-training)": last.train_rf_bound_running, "RF bound (eval pass)": last.train_rf_bound,
+            "NCC (in-training)": last.train_ncc_running,
+            "NCC (in-training): lowest epoch": run.epoch[run.train_ncc_running.idxmin()],
+            "angles: mean abs. deviation from the simplex angle": float(np.mean(np.abs(
+                np.subtract(last.train_angles_running, last.simplex_angle)))),
+            "simplex angle": last.simplex_angle, "train loss (logged)": last.train_loss_total,
+            "minutes": (run.train_s.sum() + run.eval_s.sum()) / 60}
+    return pd.DataFrame(rows).T.sort_index()
+
+
+def numbers_of(report: Report, path: str) -> pd.DataFrame:
+    group = report.group(path)
+    if "numbers" not in group.__dict__:
+        group.__dict__["numbers"] = numbers(group.frame)
+    return group.__dict__["numbers"]
+
+
+def seeds(values, digits: int = 3) -> str:
+    return " / ".join(number(float(v), digits) for v in values)
+
+
+def fixed(values, decimals: int = 3) -> str:
+    return " / ".join(f"{float(v):.{decimals}f}" for v in values)
+
+
+def fig2(report: Report) -> str:
+    """Figs. 2, 3, 5: the paper's checks beside ours (seeds 1 / 42 / 15213)."""
+    b, r = numbers_of(report, BASELINE), numbers_of(report, REG)
+    gap = (r["val acc"] - b["val acc"]).abs() * 100
+    ratio = r["RF bound (in-training)"] / b["RF bound (in-training)"]
+    rows = [
+        ("validation accuracy at the end, no augmentation", "val_acc",
+         f"baseline {fixed(b['val acc'])}; REG {fixed(r['val acc'])} (epoch {number(b['epochs'].iloc[0])})"),
+        ("REG leaves train and validation accuracy unaffected (Fig. 2a)", "accuracy",
+         f"train accuracy {value_range(100 * pd.concat([b['train acc (in-training)'], r['train acc (in-training)']]))}% "
+         f"at the end of every run; validation within {value_range(gap, 2)} points of the same seed's baseline"),
+        ("REG leaves relative flatness (RF bound) with the baseline (Fig. 2b)", "flatness",
+         f"final RF bound {seeds(r['RF bound (in-training)'])} against {seeds(b['RF bound (in-training)'])} "
+         f"({value_range(ratio, 2)}x); eval-mode pass: {seeds(r['RF bound (eval pass)'], 2)} against "
+         f"{seeds(b['RF bound (eval pass)'], 2)}"),
+        ("REG: NCC drops briefly, then rises steadily (Fig. 2c)", "ncc",
+         f"lowest at epochs {seeds(r['NCC (in-training): lowest epoch'])}; final NCC {seeds(r['NCC (in-training)'])} "
+         f"against the baseline's {seeds(b['NCC (in-training)'])}"),
+        ("class-mean angles near the simplex angle without REG, drifting under REG (Fig. 3)", "angles",
+         f"mean abs. deviation from {number(b['simplex angle'].iloc[0], 4)}° at the end: "
+         f"{seeds(b['angles: mean abs. deviation from the simplex angle'], 2)}° (baseline), "
+         f"{seeds(r['angles: mean abs. deviation from the simplex angle'], 2)}° (REG)"),
+        ("the logged training loss includes −λ·NCC (Fig. 5)", "loss",
+         f"REG's ends at {seeds(r['train loss (logged)'], 2)}"),
+        ("time per run", "time",
+         f"{value_range(pd.concat([b['minutes'], r['minutes']]), 2)} min for {number(b['epochs'].iloc[0])} epochs "
+         f"at one thread on a 2-core CPU shared with other runs (`train_s` + `eval_s`)"),
+    ]
+    return check_table(report, "nc_experiments", ["ours: Fashion-MNIST subset (not CIFAR-10), seeds 1 / 42 / 15213"], rows,
+                       [("Baselines", BASELINE), ("REG (λ 3e-2)", REG)], COMMANDS)
+
+
+FIGURES = [["nc_experiments.plot", "fig2", "--preset", "cpu", "--out_dir", "nc_experiments/figures/cpu/runs"]]
+TABLES = {"fig2": fig2}
