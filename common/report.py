@@ -141,10 +141,12 @@ class Report:
         line = (f"{label}: `{group.path.as_posix()}`, seed{'s' if len(group.seeds) > 1 else ''} {seeds}, commit "
                 f"{commits}, made by `{group.command(commands)}`")
         record = self.verified.get(str(group.path))
+        if record:
+            at = record["commit"][:7] + (" with uncommitted changes" if record["commit"].endswith("-dirty") else "")
         if self.stale(group):
-            line += f". **Stale**: {record['status']} (checked at {record['commit'][:7]}); refresh with that command"
+            line += f". **Stale**: {record['status']} (checked at {at}); refresh with that command"
         elif record:
-            line += f"; its first {record['rows']} rows rerun at {record['commit'][:7]}: {record['status']}"
+            line += f"; its first {record['rows']} rows rerun at {at}: {record['status']}"
         return line + "."
 
 
