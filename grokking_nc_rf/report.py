@@ -22,7 +22,7 @@ CPU, PAPER = "grokking_nc_rf/figures/cpu", "grokking_nc_rf/figures/paper"
 # The same three seeds of the CPU preset in other settings (README, "Reproducibility"): what moves the rows.
 SETTINGS = {
     CPU: "portable kernels (AVX2), 1 thread",
-    "grokking_nc_rf/figures/cpu_2threads": "portable kernels, 2 threads",
+    "grokking_nc_rf/figures/cpu_2threads": "portable kernels, 2 threads (torch's default on the 2-core CPU)",
     "grokking_nc_rf/figures/cpu_kernels_native": "each library's own kernels (here AVX-512), 1 thread",
     "grokking_nc_rf/figures/cpu_kernels_compatible": "torch's generic kernels, MKL's compatible path, 1 thread",
 }
@@ -30,8 +30,7 @@ SPREAD_OTHERS = [path for path in SETTINGS if path != CPU]
 COMMANDS = {
     CPU: "sh grokking_nc_rf/run_script.sh --preset cpu",
     PAPER: "SEEDS=42 sh grokking_nc_rf/run_script.sh --preset paper",
-    "grokking_nc_rf/figures/cpu_2threads": "PARALLEL=0 sh grokking_nc_rf/run_script.sh --preset cpu "
-                                           "(torch's default thread count: 2 on the 2-core CPU)",
+    "grokking_nc_rf/figures/cpu_2threads": "PARALLEL=0 sh grokking_nc_rf/run_script.sh --preset cpu",
     "grokking_nc_rf/figures/cpu_kernels_native": "KERNELS=native sh grokking_nc_rf/run_script.sh --preset cpu",
     "grokking_nc_rf/figures/cpu_kernels_compatible": "KERNELS=native ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE "
                                                      "sh grokking_nc_rf/run_script.sh --preset cpu",
