@@ -119,5 +119,6 @@ def fig6(report: Report) -> str:
                        [(f"λ {lam}", path) for lam, path in FIG6.items()] + [("baseline", BASELINE)], COMMANDS)
 
 
-FIGURES = [["nc_experiments.plot", "fig2", "--preset", "cpu", "--out_dir", "nc_experiments/figures/cpu/runs"]]
+FIGURES = [["nc_experiments.plot", figure, "--preset", "cpu", "--out_dir", "nc_experiments/figures/cpu/runs"]
+           for figure in ("fig2", "fig6")]
 TABLES = {"fig2": fig2, "fig6": fig6}
