@@ -119,6 +119,36 @@ def fig6(report: Report) -> str:
                        [(f"λ {lam}", path) for lam, path in FIG6.items()] + [("baseline", BASELINE)], COMMANDS)
 
 
+# Fig. 7: seed 42 with augmentation (the CPU preset has the CIFAR stem in every run).
+FIG7 = {"1e-1": f"{RUNS}/cpu_augmentTrue_lam0.1", "3e-2": f"{RUNS}/cpu_augmentTrue",
+        "3e-3": f"{RUNS}/cpu_augmentTrue_lam0.003", "baseline": f"{RUNS}/cpu_augmentTrue_regularizernone"}
+COMMANDS.update({path: "sh nc_experiments/run_script.sh fig7 --preset cpu --data_dir DIR" for path in FIG7.values()})
+
+
+def fig7(report: Report) -> str:
+    """Fig. 7: augmentation, seed 42, against the augmented baseline (and Fig. 2's runs without augmentation)."""
+    runs = {name: _seed42(report, path) for name, path in FIG7.items()}
+    plain_b, plain_r = _seed42(report, BASELINE), _seed42(report, REG)
+    base = runs["baseline"]
+    unstable = report.group(FIG7["1e-1"]).frame.sort_values("epoch")
+    rows = [
+        ("validation accuracy with augmentation (and the CIFAR stem)", "fig7_val",
+         f"baseline {base['val acc']:.3f} at the end (without augmentation {plain_b['val acc']:.3f})"),
+        ("λ = 1e-3 (ours 3e-2) no longer raises NCC", "fig7_middle",
+         f"final NCC {number(runs['3e-2']['NCC (in-training)'])} against the augmented baseline's "
+         f"{number(base['NCC (in-training)'])} (without augmentation the same λ gives "
+         f"{number(plain_r['NCC (in-training)'])} against {number(plain_b['NCC (in-training)'])})"),
+        ("λ = 1e-2 (ours 1e-1) unstable", "fig7_unstable",
+         f"train accuracy at most {unstable.train_acc_running.max():.3f} in any epoch, final validation "
+         f"{runs['1e-1']['val acc']:.3f}"),
+        ("λ = 1e-4 (ours 3e-3): NCC stays low", "fig7_small",
+         f"final NCC {number(runs['3e-3']['NCC (in-training)'])} against {number(base['NCC (in-training)'])}"),
+    ]
+    return check_table(report, "nc_experiments", ["ours: seed 42, augmentation, λ x10 / x30 (Fashion-MNIST subset)"],
+                       rows, [(f"λ {name}" if name != "baseline" else name, path) for name, path in FIG7.items()]
+                       + [("without augmentation", BASELINE)], COMMANDS)
+
+
 FIGURES = [["nc_experiments.plot", figure, "--preset", "cpu", "--out_dir", "nc_experiments/figures/cpu/runs"]
-           for figure in ("fig2", "fig6")]
-TABLES = {"fig2": fig2, "fig6": fig6}
+           for figure in ("fig2", "fig6", "fig7")]
+TABLES = {"fig2": fig2, "fig6": fig6, "fig7": fig7}
