@@ -34,10 +34,11 @@ def numbers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def numbers_of(report: Report, path: str) -> pd.Series:
-    group = report.group(path)
-    if "numbers" not in group.__dict__:
-        group.__dict__["numbers"] = numbers(group.frame)
-    return group.__dict__["numbers"].iloc[0]  # one seed per setting
+    return report.numbers(path, _numbers).iloc[0]  # one seed per setting
+
+
+def _numbers(group) -> pd.DataFrame:
+    return numbers(group.frame)
 
 
 def _step(value: float) -> str:

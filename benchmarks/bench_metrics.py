@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_metrics.py`: ma
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.timing import timed  # noqa: E402
+from common.seeding import cpu_model  # noqa: E402
 from common import (ArgumentParser, UsageError, class_mean_angles, entry_point, markdown_table, ncc,  # noqa: E402
                     neural_collapse, relative_flatness_bound, relative_flatness_exact, representativeness)
 
@@ -347,16 +348,6 @@ def _fmt_time(seconds: float | None, approx: bool = False) -> str:
     return f"{prefix}{seconds:.2f} s"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def format_table(rows) -> str:
     header = ["metric", "inputs", "`common` (vectorised)", "loop (original)", "loop / vectorised", "target",
               "target met", "max rel. diff", "loop timing"]
@@ -410,7 +401,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}")
     print(f"threads: {args.threads} (torch.set_num_threads), repeats: {args.repeats}"
           f"{', quick mode' if args.quick else ''}")
-    print(f"CPU: {_cpu_name()} ({platform.machine()})")
+    print(f"CPU: {cpu_model() or 'unknown'} ({platform.machine()})")
     print()
     print(format_table(rows))
     print()

@@ -28,7 +28,6 @@ tables read: a stale group's numbers are printed as stale, with the command that
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import math
@@ -47,7 +46,7 @@ from .cli import UsageError, entry_point
 from .config import REPO_ROOT
 from .seeding import PORTABLE_KERNELS
 
-__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "main"]
+__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "fixed", "main"]
 
 MARKER = re.compile(r"(<!-- report ([\w.]+) -->\n)(.*?)(<!-- /report -->)", re.S)
 DOCUMENTS = ("README.md", "REPRODUCTION.md", "*/README.md")
@@ -125,6 +124,15 @@ class Report:
                                  f"with the command its experiment's report.py names and copy its logs there")
             self._groups[path] = group
         return self._groups[path]
+
+    def numbers(self, path: str, compute):
+        """compute(group) for the committed group at `path`, computed once per Report (a document's tables share
+        it): each experiment's per-seed numbers."""
+        group = self.group(path)
+        cache = group.__dict__.setdefault("_numbers", {})
+        if compute not in cache:
+            cache[compute] = compute(group)
+        return cache[compute]
 
     def paper(self, experiment: str, key: str) -> str:
         """The paper's number `key` of `experiment`, followed by its source."""
@@ -234,9 +242,14 @@ def value_range(values, digits: int = 3) -> str:
     return f"{low} to {high}" if min(values) < 0 else f"{low}-{high}"
 
 
-def per_seed(values, digits: int = 3) -> str:
-    """Over seeds, in seed order: 'a / b / c'."""
-    return " / ".join(number(float(v), digits) for v in values)
+def per_seed(values, digits: int = 3, missing: str = "n/a") -> str:
+    """Over seeds, in seed order: 'a / b / c'; NaN as `missing`."""
+    return " / ".join(number(float(v), digits) if math.isfinite(float(v)) else missing for v in values)
+
+
+def fixed(values, decimals: int = 3) -> str:
+    """Over seeds, in seed order, with a fixed number of decimals (accuracies): '0.359 / 0.424 / 0.260'."""
+    return " / ".join(f"{float(v):.{decimals}f}" for v in values)
 
 
 def check_table(report: Report, experiment: str, columns: list[str], rows: list[tuple], sources: list[tuple],

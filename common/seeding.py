@@ -49,8 +49,8 @@ def set_rng_state(state: dict) -> None:
 # The portable kernel setting (exported by every run_script.sh through common/portable_kernels.sh; KERNELS=native
 # turns it off): torch's own CPU kernels, MKL's and oneDNN's at AVX2, whatever the CPU offers beyond it. Each
 # library otherwise picks its code path by the CPU it finds (AVX-512 on one machine, AVX2 on another), and the
-# paths round differently: on one AVX-512 CPU, ATen's AVX2 kernels alone change the grokking CPU preset's
-# training loss from step 10 on and by 2% at step 500 (grokking_nc_rf/README.md, "Reproducibility").
+# paths round differently, and grokking amplifies the difference into other onsets (the committed runs in each
+# setting: grokking_nc_rf/README.md, "Reproducibility").
 PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 

@@ -89,17 +89,18 @@ def _has(s, fn) -> bool:
 
 
 def _numbers_of(report: Report, path: str) -> pd.DataFrame:
-    """`numbers` of a committed group, computed once per Report."""
-    group = report.group(path)
-    if "numbers" not in group.__dict__:
-        table = numbers(group.frame)
-        for seed in table.index:
-            finished = report.root / group.path / f"seed_{seed}" / "finished.json"
-            if finished.exists():
-                times = json.loads(finished.read_text())
-                table.loc[seed, "train_s"], table.loc[seed, "eval_s"] = times["train_s"], times["eval_s"]
-        group.__dict__["numbers"] = table
-    return group.__dict__["numbers"]
+    return report.numbers(path, _group_numbers)
+
+
+def _group_numbers(group) -> pd.DataFrame:
+    """`numbers` of a committed group, with each seed's wall time from its finished.json."""
+    table = numbers(group.frame)
+    for seed in table.index:
+        finished = group.root / group.path / f"seed_{seed}" / "finished.json"
+        if finished.exists():
+            times = json.loads(finished.read_text())
+            table.loc[seed, "train_s"], table.loc[seed, "eval_s"] = times["train_s"], times["eval_s"]
+    return table
 
 
 def pct(values) -> list[float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from common.report import Report, check_table, number, value_range
+from common.report import Report, check_table, fixed, number, per_seed, value_range
 
 RUNS = "nc_experiments/figures/cpu/runs/nc_experiments"
 BASELINE, REG = f"{RUNS}/cpu_regularizernone", f"{RUNS}/cpu"
@@ -33,18 +33,11 @@ def numbers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def numbers_of(report: Report, path: str) -> pd.DataFrame:
-    group = report.group(path)
-    if "numbers" not in group.__dict__:
-        group.__dict__["numbers"] = numbers(group.frame)
-    return group.__dict__["numbers"]
+    return report.numbers(path, _numbers)
 
 
-def seeds(values, digits: int = 3) -> str:
-    return " / ".join(number(float(v), digits) for v in values)
-
-
-def fixed(values, decimals: int = 3) -> str:
-    return " / ".join(f"{float(v):.{decimals}f}" for v in values)
+def _numbers(group) -> pd.DataFrame:
+    return numbers(group.frame)
 
 
 def fig2(report: Report) -> str:
@@ -59,18 +52,18 @@ def fig2(report: Report) -> str:
          f"train accuracy {value_range(100 * pd.concat([b['train acc (in-training)'], r['train acc (in-training)']]))}% "
          f"at the end of every run; validation within {value_range(gap, 2)} points of the same seed's baseline"),
         ("REG leaves relative flatness (RF bound) with the baseline (Fig. 2b)", "flatness",
-         f"final RF bound {seeds(r['RF bound (in-training)'])} against {seeds(b['RF bound (in-training)'])} "
-         f"({value_range(ratio, 2)}x); eval-mode pass: {seeds(r['RF bound (eval pass)'], 2)} against "
-         f"{seeds(b['RF bound (eval pass)'], 2)}"),
+         f"final RF bound {per_seed(r['RF bound (in-training)'])} against {per_seed(b['RF bound (in-training)'])} "
+         f"({value_range(ratio, 2)}x); eval-mode pass: {per_seed(r['RF bound (eval pass)'], 2)} against "
+         f"{per_seed(b['RF bound (eval pass)'], 2)}"),
         ("REG: NCC drops briefly, then rises steadily (Fig. 2c)", "ncc",
-         f"lowest at epochs {seeds(r['NCC (in-training): lowest epoch'])}; final NCC {seeds(r['NCC (in-training)'])} "
-         f"against the baseline's {seeds(b['NCC (in-training)'])}"),
+         f"lowest at epochs {per_seed(r['NCC (in-training): lowest epoch'])}; final NCC {per_seed(r['NCC (in-training)'])} "
+         f"against the baseline's {per_seed(b['NCC (in-training)'])}"),
         ("class-mean angles near the simplex angle without REG, drifting under REG (Fig. 3)", "angles",
          f"mean abs. deviation from {number(b['simplex angle'].iloc[0], 4)}° at the end: "
-         f"{seeds(b['angles: mean abs. deviation from the simplex angle'], 2)}° (baseline), "
-         f"{seeds(r['angles: mean abs. deviation from the simplex angle'], 2)}° (REG)"),
+         f"{per_seed(b['angles: mean abs. deviation from the simplex angle'], 2)}° (baseline), "
+         f"{per_seed(r['angles: mean abs. deviation from the simplex angle'], 2)}° (REG)"),
         ("the logged training loss includes −λ·NCC (Fig. 5)", "loss",
-         f"REG's ends at {seeds(r['train loss (logged)'], 2)}"),
+         f"REG's ends at {per_seed(r['train loss (logged)'], 2)}"),
         ("time per run", "time",
          f"{value_range(pd.concat([b['minutes'], r['minutes']]), 2)} min for {number(b['epochs'].iloc[0])} epochs "
          f"at one thread on a 2-core CPU shared with other runs (`train_s` + `eval_s`)"),

@@ -7,9 +7,7 @@ for SST-5 (not SST-5).
 
 from __future__ import annotations
 
-import math
-
-from common.report import Report, check_table, number, value_range
+from common.report import Report, check_table, fixed, number, per_seed, value_range
 from common.unplug_plots import unplug_numbers
 
 RUNS = "rf_bert/figures/cpu/runs/rf_bert"
@@ -19,21 +17,17 @@ COMMANDS = {path: 'SEEDS="1 42 15213" sh rf_bert/run_script.sh --preset cpu'
 
 
 def numbers_of(report: Report, path: str):
-    """`unplug_numbers` of a committed group, computed once per Report."""
-    group = report.group(path)
-    if "numbers" not in group.__dict__:
-        group.__dict__["numbers"] = unplug_numbers(group.frame)
-    return group.__dict__["numbers"]
+    """`unplug_numbers` of a committed group."""
+    return report.numbers(path, _unplug_numbers)
 
 
-def seeds(values, digits: int = 3, missing: str = "never") -> str:
-    """Per seed in seed order, 'a / b / c'; NaN as `missing`."""
-    return " / ".join(number(float(v), digits) if math.isfinite(float(v)) else missing for v in values)
+def _unplug_numbers(group):
+    return unplug_numbers(group.frame)
 
 
-def fixed(values, decimals: int = 3) -> str:
-    """Per seed, accuracies with a fixed number of decimals: '0.359 / 0.424 / 0.260'."""
-    return " / ".join(f"{float(v):.{decimals}f}" for v in values)
+def seeds(values, digits: int = 3) -> str:
+    """Per seed, NaN (a run that never gets there) as 'never'."""
+    return per_seed(values, digits, missing="never")
 
 
 def checks(report: Report) -> str:

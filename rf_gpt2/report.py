@@ -6,8 +6,8 @@ stand-in for SST-5 (not SST-5), with lambda 0.3 (10x the paper's; README).
 
 from __future__ import annotations
 
-from common.report import Report, check_table, number
-from rf_bert.report import fixed, numbers_of, seeds
+from common.report import Report, check_table, fixed, number
+from rf_bert.report import numbers_of, seeds
 
 RUNS = "rf_gpt2/figures/cpu/runs/rf_gpt2"
 REGULARISED, BASELINE = f"{RUNS}/cpu", f"{RUNS}/cpu_baseline_same_scheduleTrue_regularizernone"
