@@ -46,7 +46,7 @@ from .cli import UsageError, entry_point
 from .config import REPO_ROOT
 from .seeding import PORTABLE_KERNELS
 
-__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "fixed", "main"]
+__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "fixed", "verdict", "main"]
 
 MARKER = re.compile(r"(<!-- report ([\w.]+) -->\n)(.*?)(<!-- /report -->)", re.S)
 DOCUMENTS = ("README.md", "REPRODUCTION.md", "*/README.md")
@@ -245,6 +245,14 @@ def value_range(values, digits: int = 3) -> str:
 def per_seed(values, digits: int = 3, missing: str = "n/a") -> str:
     """Over seeds, in seed order: 'a / b / c'; NaN as `missing`."""
     return " / ".join(number(float(v), digits) if math.isfinite(float(v)) else missing for v in values)
+
+
+def verdict(holds, yes: str = "yes", no: str = "no") -> str:
+    """Whether a claim holds over seeds, one flag per seed: `yes` for all, `no` for none, else 'in k of n seeds'."""
+    holds = [bool(h) for h in holds]
+    if all(holds):
+        return yes
+    return no if not any(holds) else f"in {sum(holds)} of {len(holds)} seeds"
 
 
 def fixed(values, decimals: int = 3) -> str:

@@ -29,7 +29,7 @@ from .cli import UsageError, entry_point  # noqa: E402
 from .plots import markdown_table, seed_band  # noqa: E402
 from .runlog import load_runs  # noqa: E402
 
-__all__ = ["GROUPS", "load_groups", "unplug_figure", "unplug_summary", "unplug_numbers", "plot_unplug_runs", "main"]
+__all__ = ["GROUPS", "load_groups", "unplug_figure", "unplug_summary", "unplug_numbers", "search_table", "plot_unplug_runs", "main"]
 
 GROUPS = [  # label, the train.py flags of the group (added to the user's), color
     ("RF regulariser, unplugged", [], "tab:red"),
@@ -129,6 +129,9 @@ def unplug_summary(groups, unplug, text=False):
     return markdown_table(header, rows)
 
 
+CLASSES = {"cifar10": 10, "fashion_mnist": 10, "imagenet100": 100}  # K of the image data sets (text: --num_classes)
+
+
 def unplug_numbers(frame) -> "pd.DataFrame":
     """One row per seed of one run group of an rf_* experiment (its evaluations by epoch; config columns as
     `load_runs` gives them): what REPRODUCTION.md and the READMEs quote. NaN where a run never gets there."""
@@ -151,11 +154,20 @@ def unplug_numbers(frame) -> "pd.DataFrame":
                "final train acc": float(run.train_acc.iloc[-1]), "final val acc": float(run.val_acc.iloc[-1]),
                "best val acc after unplug": float(after.val_acc.max()) if len(after) else math.nan,
                "largest ||W||_F": float(run.w_norm.max()), "final ||W||_F": float(run.w_norm.iloc[-1]),
-               "RF bound: lowest": float(run.train_rf_bound.min()), "RF bound: highest": float(run.train_rf_bound.max())}
+               "RF bound: lowest": float(run.train_rf_bound.min()), "RF bound: highest": float(run.train_rf_bound.max()),
+               "RF bound at unplug": at(unplug, "train_rf_bound"), "final RF bound": float(run.train_rf_bound.iloc[-1]),
+               "RF bound: highest in the 5 epochs after unplug":
+                   float(after[after.epoch <= unplug + 5].train_rf_bound.max()) if len(after) else math.nan,
+               "val acc at epoch 5": at(5, "val_acc"), "val acc 10 epochs after unplug": at(unplug + 10, "val_acc"),
+               "best val acc after unplug: epoch": float(after.epoch[after.val_acc.idxmax()]) if len(after) else math.nan}
+        if "train_reg_running" in run:
+            row["term at unplug"] = at(unplug, "train_reg_running")
+            row["final term"] = float(run.train_reg_running.iloc[-1])
         recovered = after[after.train_acc >= 0.99]
         row["train acc >= 0.99 again after unplug: epoch"] = float(recovered.epoch.iloc[0]) if len(recovered) else math.nan
         if bool(first["regularizer"] != "none") and "max_norm" in run:
-            saturation = float(first["max_norm"]) ** 2 * (1 - 1 / int(first["num_classes"]))
+            classes = int(first["num_classes"]) if "num_classes" in first else CLASSES[first["dataset"]]
+            saturation = float(first["max_norm"]) ** 2 * (1 - 1 / classes)
             held = (on.train_reg_running >= 0.99 * saturation).to_numpy()
             # the first epoch from which the term stays at 99% of its saturation value until unplug
             start = len(held) - int(np.argmin(held[::-1])) if not held.all() else 0
@@ -170,6 +182,25 @@ def unplug_numbers(frame) -> "pd.DataFrame":
             row["original's logged value: peak epoch"] = float(run.epoch[logged.idxmax()])
         rows[int(seed)] = row
     return pd.DataFrame(rows).T.sort_index()
+
+
+def search_table(runs, seed: int, epochs) -> str:
+    """Markdown, one row per (label, frame) of `runs` (a group's evaluations by epoch), its run of `seed`: train /
+    validation accuracy at each of `epochs` ('not run' past the run's end), and at the unplug epoch the RF bound
+    (fixed definition), the regulariser's own value, and the largest ||W||_F until then."""
+    rows = []
+    for label, frame in runs:
+        run = frame[frame.seed == seed].sort_values("epoch")
+        unplug = int(run.unplug_epoch.iloc[0])
+        at = lambda epoch: run[run.epoch == epoch].iloc[0] if (run.epoch == epoch).any() else None  # noqa: E731
+        cells = [f"{row.train_acc:.2f} / {row.val_acc:.2f}" if row is not None else "not run" for row in map(at, epochs)]
+        last = at(unplug)
+        term = f"{last.train_reg_running:.3g}" if run.regularizer.iloc[0] != "none" else "off"
+        rows.append([label, *cells, f"{last.train_rf_bound:.3g}", term,
+                     f"{run[run.epoch <= unplug].w_norm.max():.3g}"])
+    unplug = int(runs[0][1].unplug_epoch.iloc[0])
+    return markdown_table(["run", *(f"train / val acc at epoch {e}" for e in epochs), f"RF bound at epoch {unplug}",
+                           f"regulariser at epoch {unplug}", f"largest ‖W‖_F until epoch {unplug}"], rows)
 
 
 def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses: bool = False):
@@ -199,6 +230,7 @@ def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses:
 
 STAND_INS = {  # data sets that stand in for the paper's: what a figure calls them
     "movie_snippets": "movie-review snippets, a stand-in for SST-5, not SST-5",
+    "fashion_mnist": "a Fashion-MNIST subset, a stand-in for the paper's data",
 }
 
 

@@ -71,3 +71,30 @@ def test_import_common_needs_only_torch_and_numpy():
             "'datasets') "
             "if m in sys.modules]; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_every_image_a_document_shows_is_committed_and_redrawn():
+    """Each image linked from a README or REPRODUCTION.md exists; one under an experiment's figures/ lies where
+    a FIGURES command of its report.py writes (a group's figures/ folder, or its --to folder), so that
+    `python -m common.report` redraws what readers see, not a stale copy."""
+    import importlib
+    import re
+
+    documents = [REPO / "README.md", REPO / "REPRODUCTION.md", *sorted(REPO.glob("*/README.md"))]
+    for document in documents:
+        for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+\.png)\)", document.read_text()):
+            image = (document.parent / link).resolve()
+            assert image.is_file(), f"{document.relative_to(REPO)} shows {link}, which does not exist"
+            where = image.relative_to(REPO)
+            if where.parts[1:2] != ("figures",):
+                continue
+            commands = importlib.import_module(f"{where.parts[0]}.report").FIGURES
+            outputs = set()
+            for command in commands:
+                if "--to" in command:
+                    outputs.add(command[command.index("--to") + 1])
+                if "--run_group" in command:
+                    outputs.add(command[command.index("--run_group") + 1] + "/figures")
+                if "--out_dir" in command and "--to" not in command:  # nc_experiments.plot: <out_dir>/<exp>/figures/<preset>
+                    outputs.add(f"{command[command.index('--out_dir') + 1]}/{where.parts[0]}/figures/cpu")
+            assert where.parent.as_posix() in outputs, f"{document.relative_to(REPO)} shows {link}, which no FIGURES command of {where.parts[0]}/report.py redraws (they write {sorted(outputs)})"

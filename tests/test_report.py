@@ -9,7 +9,7 @@ import pytest
 
 from common import report
 from common.report import (Differs, Group, Report, compare_rows, number, per_seed, rerun_command, rerun_environment,
-                           span, steps, update, value_range, verify_group)
+                           span, steps, update, value_range, verdict, verify_group)
 from common.seeding import PORTABLE_KERNELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +31,35 @@ def test_number_formats_against_hand_computed_strings():
     assert value_range([-1.72, -0.679]) == "-1.72 to -0.679" and value_range([float("nan"), 2.0]) == "2"
     assert value_range([float("nan")]) == "none"
     assert per_seed([0.359, 0.4241, 0.26]) == "0.359 / 0.424 / 0.26"
+
+
+def test_verdict_counts_the_seeds_a_claim_holds_for():
+    assert verdict([True, True, True]) == "yes" and verdict([False, False]) == "no"
+    assert verdict([True, False, True]) == "in 2 of 3 seeds" and verdict([False], no="**no**") == "**no**"
+
+
+def test_unplug_numbers_and_search_table_against_a_hand_made_run():
+    """Fig. 4's numbers of a 6-epoch run with unplug at epoch 2, read off by hand."""
+    import pandas as pd
+
+    from common.unplug_plots import search_table, unplug_numbers
+
+    run = pd.DataFrame({"epoch": [1, 2, 3, 4, 5, 6], "seed": 7, "unplug_epoch": 2, "regularizer": "rf",
+                        "max_norm": 3.0, "dataset": "fashion_mnist",  # saturation 3^2 (1 - 1/10) = 8.1
+                        "train_acc": [0.5, 0.2, 0.3, 0.6, 0.9, 1.0], "val_acc": [0.4, 0.1, 0.2, 0.5, 0.7, 0.6],
+                        "train_rf_bound": [5.0, 50.0, 80.0, 40.0, 20.0, 9.0],
+                        "train_reg_running": [8.05, 8.1, 3.0, 2.0, 1.0, 0.5], "w_norm": [2.0, 3.0, 3.0, 2.5, 2.0, 1.5]})
+    row = unplug_numbers(run).loc[7]
+    assert row["saturation"] == pytest.approx(8.1) and row["term at 99% of saturation from epoch"] == 1
+    assert row["term at unplug"] == 8.1 and row["RF bound at unplug"] == 50.0 and row["final RF bound"] == 9.0
+    assert row["RF bound: highest in the 5 epochs after unplug"] == 80.0  # epochs 3-6 (7 is not logged)
+    assert row["val acc at epoch 5"] == 0.7 and row["best val acc after unplug"] == 0.7
+    assert row["best val acc after unplug: epoch"] == 5 and row["train acc >= 0.99 again after unplug: epoch"] == 6
+    assert row["val acc 10 epochs after unplug"] != row["val acc 10 epochs after unplug"]  # epoch 12: NaN
+    table = search_table([("a run", run)], seed=7, epochs=(1, 6, 9)).splitlines()
+    assert table[0] == ("| run | train / val acc at epoch 1 | train / val acc at epoch 6 | train / val acc at epoch 9 "
+                        "| RF bound at epoch 2 | regulariser at epoch 2 | largest ‖W‖_F until epoch 2 |")
+    assert table[2] == "| a run | 0.50 / 0.40 | 1.00 / 0.60 | not run | 50 | 8.1 | 3 |"
 
 
 def test_compare_rows_tells_identical_close_and_stale_apart():
