@@ -398,10 +398,20 @@ def committed_groups(root: Path = REPO_ROOT) -> list[Group]:
     return [Group(p, root) for p in paths]
 
 
-def head_commit() -> str:
-    from .runlog import git_commit
+CODE_FILES = ("*.py", "*.sh", "requirements*.txt", "pyproject.toml")  # what a rerun runs; docs and logs are not code
 
-    return git_commit() or "unknown"
+
+def head_commit() -> str:
+    """The commit whose code a rerun ran, with '-dirty' when a code file (CODE_FILES) has uncommitted changes:
+    documents and logs do not count, so a verify run's own docs/verified.json does not mark the next one."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CODE, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_FILES], cwd=CODE,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
 
 
 # ---------------------------------------------------------------------------------------------- compare

@@ -175,3 +175,26 @@ def test_compare_says_whether_a_rerun_lies_within_the_measured_spread(tmp_path):
     assert width < 1000  # our settings move this onset by less than the tampering does (>= 1,000 steps)
     rows = [line for line in table.splitlines() if line.startswith("| val_acc >= 90% |")]
     assert len(rows) == 3 and all(line.endswith("| **no** |") for line in rows)
+
+
+def test_the_verifying_commit_is_dirty_only_for_changed_code(tmp_path, monkeypatch):
+    """A rerun records the commit of the code it ran: a changed document or log (docs/verified.json, written by
+    the previous --verify) leaves it clean, a changed .py file marks it -dirty."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "verified.json").write_text("{}\n")
+    (tmp_path / "train.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(report, "CODE", tmp_path)
+    head = report.head_commit()
+    assert len(head) == 40
+    (tmp_path / "docs" / "verified.json").write_text('{"a": 1}\n')
+    assert report.head_commit() == head
+    (tmp_path / "train.py").write_text("x = 2\n")
+    assert report.head_commit() == head + "-dirty"
