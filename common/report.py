@@ -46,7 +46,7 @@ from .cli import UsageError, entry_point
 from .config import REPO_ROOT
 from .seeding import PORTABLE_KERNELS
 
-__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "fixed", "verdict", "main"]
+__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "fixed", "verdict", "sourced", "main"]
 
 MARKER = re.compile(r"(<!-- report ([\w.]+) -->\n)(.*?)(<!-- /report -->)", re.S)
 DOCUMENTS = ("README.md", "REPRODUCTION.md", "*/README.md")
@@ -268,9 +268,13 @@ def check_table(report: Report, experiment: str, columns: list[str], rows: list[
     from .plots import markdown_table
 
     lines = [[text, report.paper(experiment, key), *cells] for text, key, *cells in rows]
+    return sourced(report, markdown_table(["check", "paper / original run", *columns], lines), sources, commands)
+
+
+def sourced(report: Report, table: str, sources: list[tuple], commands: dict[str, str]) -> str:
+    """`table` (Markdown) followed by one line per (label, group path) of `sources` naming where it comes from."""
     notes = [report.source(label, report.group(path), commands) for label, path in sources]
-    return (markdown_table(["check", "paper / original run", *columns], lines) + "\n"
-            + "\n".join(f"{note}  " for note in notes).rstrip() + "\n")
+    return table.rstrip("\n") + "\n\n" + "\n".join(f"{note}  " for note in notes).rstrip() + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- status table

@@ -29,7 +29,7 @@ from .cli import UsageError, entry_point  # noqa: E402
 from .plots import markdown_table, seed_band  # noqa: E402
 from .runlog import load_runs  # noqa: E402
 
-__all__ = ["GROUPS", "load_groups", "unplug_figure", "unplug_summary", "unplug_numbers", "search_table", "plot_unplug_runs", "main"]
+__all__ = ["GROUPS", "load_groups", "unplug_figure", "unplug_summary", "unplug_numbers", "search_table", "runs_table", "search_runs_table", "plot_unplug_runs", "main"]
 
 GROUPS = [  # label, the train.py flags of the group (added to the user's), color
     ("RF regulariser, unplugged", [], "tab:red"),
@@ -201,6 +201,24 @@ def search_table(runs, seed: int, epochs) -> str:
     unplug = int(runs[0][1].unplug_epoch.iloc[0])
     return markdown_table(["run", *(f"train / val acc at epoch {e}" for e in epochs), f"RF bound at epoch {unplug}",
                            f"regulariser at epoch {unplug}", f"largest ‖W‖_F until epoch {unplug}"], rows)
+
+
+def runs_table(report, sources, commands) -> str:
+    """The per-run table (`unplug_summary`, as the plot step's summary.md) of committed groups: `sources` pairs
+    each GROUPS label, in order, with a group path under `report` (a common.report.Report); with source lines."""
+    from .report import sourced
+
+    groups = [(label, color, report.group(path).frame) for (label, _, color), (_, path) in zip(GROUPS, sources)]
+    unplug = int(groups[0][2].unplug_epoch.iloc[0])
+    return sourced(report, unplug_summary(groups, unplug), sources, commands)
+
+
+def search_runs_table(report, rows, commands, seed: int = 42, epochs=(20, 40, 50, 150)) -> str:
+    """`search_table` of the committed groups of `rows` ((label, group path)), with source lines."""
+    from .report import sourced
+
+    table = search_table([(label, report.group(path).frame) for label, path in rows], seed=seed, epochs=epochs)
+    return sourced(report, table, rows, commands)
 
 
 def plot_unplug_runs(train, argv, model_name: str, figure: str = "fig4", losses: bool = False):

@@ -8,7 +8,7 @@ CIFAR-10, not CIFAR-10).
 from __future__ import annotations
 
 from common.report import Report, check_table, fixed, number, per_seed, verdict
-from common.unplug_plots import GROUPS, search_table, unplug_numbers, unplug_summary
+from common.unplug_plots import runs_table, search_runs_table, unplug_numbers
 
 RUNS = "rf_resnet18/figures/cpu/runs/rf_resnet18"
 REGULARISED = f"{RUNS}/cpu"
@@ -81,19 +81,13 @@ def checks(report: Report) -> str:
 
 def runs(report: Report) -> str:
     """The per-run table of the CPU preset (`summary.md` of the plot step), from the committed logs."""
-    groups = [(label, color, report.group(path).frame) for (label, _, color), (_, path) in zip(GROUPS, SOURCES)]
-    unplug = int(numbers_of(report, REGULARISED)["unplug"].iloc[0])
-    notes = [report.source(label, report.group(path), COMMANDS) for label, path in SOURCES]
-    return unplug_summary(groups, unplug) + "\n" + "\n".join(f"{note}  " for note in notes).rstrip() + "\n"
+    return runs_table(report, SOURCES, COMMANDS)
 
 
 def search(report: Report) -> str:
     """The λ search (seed 42): the released λ = 1e-2 against the preset's λ = 0.1 and the fair baseline."""
-    rows = [("λ = 0.01 (the released value)", SEARCH), ("λ = 0.1 (the preset)", REGULARISED),
-            ("fair baseline", BASELINE)]
-    table = search_table([(label, report.group(path).frame) for label, path in rows], seed=42, epochs=(20, 40, 50, 150))
-    sources = [report.source(label, report.group(path), COMMANDS) for label, path in rows]
-    return table + "\n" + "\n".join(f"{line}  " for line in sources).rstrip() + "\n"
+    return search_runs_table(report, [("λ = 0.01 (the released value)", SEARCH), ("λ = 0.1 (the preset)", REGULARISED),
+                                      ("fair baseline", BASELINE)], COMMANDS)
 
 
 FIGURES = [["common.unplug_plots", "rf_resnet18", "--preset", "cpu", "--out_dir", "rf_resnet18/figures/cpu/runs",

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from common.report import Report, check_table, fixed, per_seed, value_range, verdict
-from common.unplug_plots import GROUPS, search_table, unplug_numbers, unplug_summary
+from common.unplug_plots import runs_table, search_runs_table, unplug_numbers
 
 RUNS = "rf_vit/figures/cpu/runs/rf_vit"
 REGULARISED = f"{RUNS}/cpu"
@@ -73,21 +73,15 @@ def checks(report: Report) -> str:
 
 def runs(report: Report) -> str:
     """The per-run table of the CPU preset (`summary.md` of the plot step), from the committed logs."""
-    groups = [(label, color, report.group(path).frame) for (label, _, color), (_, path) in zip(GROUPS, SOURCES)]
-    unplug = int(numbers_of(report, REGULARISED)["unplug"].iloc[0])
-    notes = [report.source(label, report.group(path), COMMANDS) for label, path in SOURCES]
-    return unplug_summary(groups, unplug) + "\n" + "\n".join(f"{note}  " for note in notes).rstrip() + "\n"
+    return runs_table(report, SOURCES, COMMANDS)
 
 
 def search(report: Report) -> str:
     """The λ search (seed 42) that led to the preset's λ = 0.03."""
-    labels = {f"{RUNS}/cpu_lam0.01": "λ = 0.01", f"{RUNS}/cpu_lam0.05": "λ = 0.05", f"{RUNS}/cpu_lam0.1": "λ = 0.1",
-              f"{RUNS}/cpu_lam0.1_max_norm10.0": "λ = 0.1, cap 10 (`--max_norm 10`, saturation 90)"}
-    rows = [("fair baseline", BASELINE), ("λ = 0.01", f"{RUNS}/cpu_lam0.01"), ("λ = 0.03 (the preset)", REGULARISED),
-            *((labels[path], path) for path in SEARCH if path != f"{RUNS}/cpu_lam0.01")]
-    table = search_table([(label, report.group(path).frame) for label, path in rows], seed=42, epochs=(20, 40, 50, 150))
-    sources = [report.source(label, report.group(path), COMMANDS) for label, path in rows]
-    return table + "\n" + "\n".join(f"{line}  " for line in sources).rstrip() + "\n"
+    return search_runs_table(report, [
+        ("fair baseline", BASELINE), ("λ = 0.01", f"{RUNS}/cpu_lam0.01"), ("λ = 0.03 (the preset)", REGULARISED),
+        ("λ = 0.05", f"{RUNS}/cpu_lam0.05"), ("λ = 0.1", f"{RUNS}/cpu_lam0.1"),
+        ("λ = 0.1, cap 10 (`--max_norm 10`, saturation 90)", f"{RUNS}/cpu_lam0.1_max_norm10.0")], COMMANDS)
 
 
 FIGURES = [["common.unplug_plots", "rf_vit", "--preset", "cpu", "--out_dir", "rf_vit/figures/cpu/runs",
