@@ -46,6 +46,7 @@ PANELS = [  # title, [(key, label)], y scale
     ("loss", [("train_loss", "train"), ("val_loss", "validation")], "log"),
 ]
 COLORS = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
+DATA_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST, a stand-in for Prakash & Martin's MNIST"}
 
 
 def figure(groups, title):
@@ -88,8 +89,9 @@ def main(argv=None):
     figures = root / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     seeds = sorted({s for _, frame, _ in groups for s in frame.seed.unique()})
-    fig = figure(groups, f"Anti-grokking setting ({groups[0][1]['dataset'].iloc[0]}, {len(seeds)} seed(s)): "
-                         f"solid with weight decay, dashed without")
+    data = DATA_NAMES.get(groups[0][1]["dataset"].iloc[0], groups[0][1]["dataset"].iloc[0])
+    fig = figure(groups, f"Anti-grokking setting ({data}, {len(seeds)} seed(s)): solid with weight decay, dashed "
+                         f"without")
     fig.savefig(figures / f"{preset}.png", dpi=110)
     plt.close(fig)
     frame = load_runs(root)
