@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from anti_grokking import train  # noqa: E402
 from common import UsageError, entry_point, load_runs, seed_band  # noqa: E402
 from common.analysis import Event, onset_table, write_tables  # noqa: E402
+from common.plumbing.tables import run_groups  # noqa: E402
 
 # The three phases and which signal moves first (common.analysis: running median of 3 evaluations).
 EVENTS = [
@@ -64,6 +65,17 @@ def figure(groups, title):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _from_runs(frame, root):
+    """The figure of every run group under a folder (`python -m common.plot`): solid with weight decay."""
+    groups = [(f"weight decay {rows['weight_decay'].iloc[0]:g}", rows, "-" if rows["weight_decay"].iloc[0] > 0 else "--")
+              for _, rows in run_groups(frame)]
+    return figure(groups, f"Anti-grokking setting from {root}: solid with weight decay, dashed without")
+
+
+# python -m common.plot RUNS --figure NAME: the figures of these runs, from (the runs' rows, RUNS)
+FIGURES = {"anti_grokking": _from_runs}
 
 
 @entry_point

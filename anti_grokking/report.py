@@ -9,7 +9,7 @@ import pandas as pd
 
 from anti_grokking.plot import EVENTS
 from common.analysis import REFERENCE, onset_table
-from common.plots import markdown_table
+from common import markdown_table
 from common.report import Report, check_table, number
 
 RUNS = "anti_grokking/figures/cpu"

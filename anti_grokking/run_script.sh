@@ -8,7 +8,7 @@
 # Every flag passes through to train.py and plot.py. A killed run resumes when the command is run again.
 set -e
 cd "$(dirname "$0")/.."
-. common/portable_kernels.sh
+. common/plumbing/portable_kernels.sh
 PYTHON=${PYTHON:-python3}
 status=$(mktemp -d)
 trap 'rm -rf "$status"' EXIT

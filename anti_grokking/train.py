@@ -5,7 +5,7 @@ The recipe is Omnigrok's MNIST grokking setting (Liu, Michaud & Tegmark 2023), t
 extend to 1e7 steps: a depth-3, width-200 ReLU MLP whose initial parameters are multiplied by 8, MSE
 on one-hot targets, AdamW (lr 1e-3, weight decay 0.01, or 0 for the run without), batches of 200 from
 the first 1,000 training images (pixels in [0, 1]). At each evaluation of a log-spaced grid it logs
-losses and accuracies (validation: the test split), HTSR alpha per layer (common.htsr), the relative
+losses and accuracies (validation: the test split), HTSR alpha per layer (common.measures.htsr), the relative
 flatness of the last layer (Lemma A.2 bound, Def. 3.2's softmax cross-entropy reading of the outputs,
 as the paper's measure; the training loss is MSE), NCC and NC1-NC4 of the penultimate features.
 
@@ -139,7 +139,7 @@ def main(argv=None):
     data = {split: (x.to(device), y.to(device)) for split, (x, y) in data.items()}
     model = mlp(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], fused=True)
-    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device))
+    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device), experiment=run.experiment)
     state = log.start(model, optimizer, map_location=device, unit="step")
     if state is None:
         return log.rows_and_close()

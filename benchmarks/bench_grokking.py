@@ -65,7 +65,7 @@ class PlainTransformer(nn.Module):
         self.lm_head = nn.Linear(d_model, vocab, bias=False)
 
     def load_from(self, model: Transformer) -> "PlainTransformer":
-        """Take `model`'s parameters (the same function: tests/test_bench_grokking.py)."""
+        """Take `model`'s parameters (the same function: tests/bench/test_bench_grokking.py)."""
         names = {"embed": "wte", "blocks": "h", "qkv": "c_attn", "proj": "c_proj", "ln1": "ln_1", "ln2": "ln_2",
                  "ff": "mlp", "unembed": "lm_head"}
         self.load_state_dict({".".join(names.get(p, p) for p in k.split(".")): v for k, v in model.state_dict().items()})

@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_metrics.py`: ma
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.timing import timed  # noqa: E402
-from common.seeding import cpu_model  # noqa: E402
+from common.plumbing.seeding import cpu_model  # noqa: E402
 from common import (ArgumentParser, UsageError, class_mean_angles, entry_point, markdown_table, ncc,  # noqa: E402
                     neural_collapse, relative_flatness_bound, relative_flatness_exact, representativeness)
 

@@ -5,7 +5,7 @@
 
 For each shape: a training step without the term (forward, CE, backward, SGD step) and with everything
 an rf_* step adds (the regulariser at temperature 2 on normalised features, the fixed-definition RF bound
-in float64, the Frobenius cap after the step; common.regularisation.rf_terms and cap_weight_), timed
+in float64, the Frobenius cap after the step; common.unplug.regularisation.rf_terms and cap_weight_), timed
 alternately so that both see the same machine state, median of the per-pair ratios (target: at most
 +10%); and the eval-mode measurement of one epoch (`common.images.split_metrics` on both splits: NCC,
 the RF bound and exact value, NC1-NC4, angles; the eval forward passes not included) against the training
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from benchmarks.timing import alternating, epoch_metric_seconds, measure_shapes
 from common import cap_weight_, capture_features, markdown_table
 from common.images import ResNet18
-from common.regularisation import rf_terms
+from common.unplug import rf_terms
 
 SHAPES = {  # name: (channels, image size, width, CIFAR stem, train images, val images)
     "cpu preset (Fashion-MNIST 16x16, width 16)": (1, 16, 16, True, 1000, 1000),

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from benchmarks.timing import median_seconds, timed
 from common import ArgumentParser, cap_weight_, capture_features, markdown_table
-from common.regularisation import rf_terms
+from common.unplug import rf_terms
 
 MODELS = {  # name: (transformers config class, config kwargs, head, paper batch size)
     "tinybert": ("BertConfig", dict(vocab_size=30522, hidden_size=312, num_hidden_layers=4, num_attention_heads=12,

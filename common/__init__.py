@@ -21,26 +21,32 @@ Plumbing every experiment shares:
     log_grid_epochs, log_spaced_steps   evaluation schedules
     ArgumentParser, UsageError, fail, entry_point       one-line CLI errors, exit code 2; Diverged, exit 1
     Key, parse, with_defaults, Run, command_line, epoch_generator   every train.py's command line, run folder
-    seed_band, markdown_table                           plot and benchmark helpers (plots)
+    seed_band, markdown_table                           plot and benchmark helpers (plumbing.tables)
 
-Image-classification ingredients (models, data, augmentation, per-split metrics): `common.images`.
+The names above are the public face; they live in layers (docs/layers.md), each importing only from below:
+    common.measures    the science: the metrics above (torch alone)
+    common.plumbing    command line, config, run log, checkpoints, seeding, schedules, torchrun, loop steps
+    common.images, common.text   the data families: models, data, batches, flags
+    common.unplug      the rf_* family: regulariser, unplug schedule, its loop and figure
+    common.analysis, common.plot, common.report   on top: onsets, figures and tables from run logs
+Installed with pip, this package is `flatness_nc` (import flatness_nc as fn); in a clone it is `common`.
 """
 
 __version__ = "0.1.0"  # pyproject.toml has the same (tests/test_repo.py)
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .cli import ArgumentParser, Diverged, UsageError, entry_point, fail
-from .config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epoch_generator, parse, with_defaults
-from .htsr import layer_alphas, powerlaw_fit, spectrum
-from .features import FeatureCapture, capture_features
-from .plots import markdown_table, seed_band
-from .neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
-from .regularisation import Unplug, cap_weight_, rf_regulariser
-from .relative_flatness import prop52_bound, relative_flatness_bound, relative_flatness_exact
-from .representativeness import representativeness, representativeness_terms
-from .runlog import RunLog, git_commit, load_runs, read_metrics
-from .schedules import log_grid_epochs, log_spaced_steps
-from .seeding import get_rng_state, seed_everything, set_rng_state
+from .plumbing.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .plumbing.cli import ArgumentParser, Diverged, UsageError, entry_point, fail
+from .plumbing.config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epoch_generator, parse, with_defaults
+from .measures.htsr import layer_alphas, powerlaw_fit, spectrum
+from .measures.features import FeatureCapture, capture_features
+from .plumbing.tables import markdown_table, seed_band
+from .measures.neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
+from .unplug.regularisation import Unplug, cap_weight_, rf_regulariser
+from .measures.relative_flatness import prop52_bound, relative_flatness_bound, relative_flatness_exact
+from .measures.representativeness import representativeness, representativeness_terms
+from .plumbing.runlog import RunLog, git_commit, load_runs, read_metrics
+from .plumbing.schedules import log_grid_epochs, log_spaced_steps
+from .plumbing.seeding import get_rng_state, seed_everything, set_rng_state
 
 __all__ = [
     "ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse", "class_mean_angles",

@@ -15,8 +15,9 @@ to its highest. Each event's lag is its step minus the reference's (negative: it
 Over the seeds of a run group: mean +- std and a 95% percentile-bootstrap interval of the mean
 (10,000 resamples of the seeds; with 3 seeds it is coarse, and it is given only when every seed has the event).
 
-Experiments declare their events as `EVENTS` in their plot module (grokking_nc_rf.plot,
-anti_grokking.plot); RUNS_DIR's path names the experiment (runs/<experiment>/...), or --events does.
+Experiments declare their events as `EVENTS` in their plot module (<experiment>/plot.py); the runs' config.json
+names their experiment (older logs: the folder of the program in argv), or --events names one. Runs of an
+experiment that declares none get the generic events.
 """
 
 from __future__ import annotations
@@ -28,14 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import UsageError, entry_point
-from .plots import markdown_table
-from .runlog import load_runs
+from .plumbing.cli import UsageError, entry_point
+from .plumbing.tables import markdown_table
+from .plumbing.runlog import load_runs
 
-__all__ = ["Event", "REFERENCE", "find_event", "onsets", "onset_table", "summary", "generic_events", "main"]
-
-EXPERIMENTS = ("grokking_nc_rf", "anti_grokking", "nc_experiments", "rf_resnet18", "rf_vit")
-
+__all__ = ["Event", "REFERENCE", "find_event", "onsets", "onset_table", "summary", "generic_events", "events_of", "main"]
 
 @dataclass(frozen=True)
 class Event:
@@ -181,7 +179,7 @@ SUMMARY_COLUMNS = ["run group", "event", "seeds", "step: mean ± std", "95% boot
 def runs_under(root: Path):
     """`load_runs(root)`, or a UsageError saying why there is nothing to read (the CLIs' common start)."""
     if not root.is_dir():
-        raise UsageError(f"{root} is not a folder; give the folder that holds the runs (e.g. runs/grokking_nc_rf/cpu)")
+        raise UsageError(f"{root} is not a folder; give the folder that holds the runs (e.g. runs/<experiment>/cpu)")
     frame = load_runs(root)
     if frame.empty:
         raise UsageError(f"no metrics.jsonl under {root}; train the runs first")
@@ -195,11 +193,33 @@ def generic_events(frame) -> list[Event]:
     return [Event(f"{m} {kind}", m, kind) for m in metrics for kind in ("max", "min")]
 
 
-def experiment_events(name: str) -> list[Event]:
-    module = importlib.import_module(f"{name}.plot")
-    if not hasattr(module, "EVENTS"):
-        raise UsageError(f"{name} declares no onset events; use --events generic")
-    return module.EVENTS
+def experiment_events(name: str) -> list[Event] | None:
+    """The `EVENTS` of experiment `name` (its plot module's), or None when it declares none."""
+    try:
+        module = importlib.import_module(f"{name}.plot")
+    except ModuleNotFoundError as err:
+        if err.name not in (name, f"{name}.plot"):
+            raise
+        return None
+    return getattr(module, "EVENTS", None)
+
+
+def events_of(frame, name: str | None = None) -> list[Event]:
+    """The events for the runs of `frame`: experiment `name`'s (its `EVENTS`), else those of the runs'
+    experiment; `generic_events` when it declares none or `name` is "generic"."""
+    if name is None:
+        found = sorted(frame["experiment"].dropna().unique()) if "experiment" in frame else []
+        if len(found) > 1:
+            raise UsageError(f"the runs are of several experiments ({', '.join(found)}); give a folder of one, or "
+                             f"--events NAME")
+        name = found[0] if found else "generic"
+    if name == "generic":
+        return generic_events(frame)
+    events = experiment_events(name)
+    if events is None and name not in set(frame.get("experiment", [])):
+        raise UsageError(f"--events {name}: no experiment {name} declares onset events (its plot.py's EVENTS); "
+                         f"give an experiment folder that does, or generic")
+    return events if events is not None else generic_events(frame)
 
 
 def write_tables(table, folder: Path, smooth: int = 3, digits: int = 6) -> str:
@@ -231,7 +251,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.analysis", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs_dir", help="a folder holding run folders (any depth)")
     parser.add_argument("--events", default=None,
-                        help=f"whose event list: {', '.join(EXPERIMENTS)}, or generic (default: from the path)")
+                        help="whose event list: an experiment folder (its plot.py's EVENTS) or generic (default: the "
+                             "runs' experiment; generic when it declares none)")
     parser.add_argument("--smooth", type=int, default=3, help="running median over this many evaluations (1: raw)")
     parser.add_argument("--out", default=None, help="where onsets.csv and onsets.md go (default: RUNS_DIR)")
     args = parser.parse_args(argv)
@@ -239,10 +260,7 @@ def main(argv=None):
         raise UsageError(f"--smooth must be >= 1, got {args.smooth}")
     root = Path(args.runs_dir)
     frame = runs_under(root)
-    name = args.events or next((p for p in root.resolve().parts[::-1] if p in EXPERIMENTS), "generic")
-    if name not in (*EXPERIMENTS, "generic"):
-        raise UsageError(f"--events must be one of {', '.join(EXPERIMENTS)} or generic, got {name!r}")
-    events = generic_events(frame) if name == "generic" else experiment_events(name)
+    events = events_of(frame, args.events)
     table = onset_table(frame, events, args.smooth)
     markdown = write_tables(table, Path(args.out) if args.out else root, args.smooth)
     print(markdown)

@@ -21,7 +21,7 @@ seeds, commit) and the command that made it.
 
 Staleness is decided by running, not by `git log`: `--verify` reruns the first `--rows` evaluations of one seed
 of each group from its config.json, in the environment that config.json records (threads, kernel variables;
-common/seeding.py), and compares them with the committed rows: identical, within a tolerance (|a - b| <= 1e-4
+common/plumbing/seeding.py), and compares them with the committed rows: identical, within a tolerance (|a - b| <= 1e-4
 + 1e-3 |b| for every logged number; timings excepted), or stale. The result goes to docs/verified.json, which the
 tables read: a stale group's numbers are printed as stale, with the command that refreshes them.
 """
@@ -42,11 +42,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .cli import UsageError, entry_point
-from .config import REPO_ROOT
-from .seeding import PORTABLE_KERNELS
+from .plumbing.cli import UsageError, entry_point
+from .plumbing.config import REPO_ROOT
+from .plumbing.seeding import PORTABLE_KERNELS
 
-__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "fixed", "verdict", "sourced", "main"]
+__all__ = ["Group", "Report", "render", "check_table", "compare", "agreement", "verify_group", "compare_rows", "number", "steps", "span", "per_seed", "fixed", "verdict", "sourced", "runs_table", "search_runs_table", "main"]
 
 MARKER = re.compile(r"(<!-- report ([\w.]+) -->\n)(.*?)(<!-- /report -->)", re.S)
 DOCUMENTS = ("README.md", "REPRODUCTION.md", "*/README.md")
@@ -89,12 +89,12 @@ class Group:
 
     @cached_property
     def frame(self):
-        from .runlog import load_runs
+        from .plumbing.runlog import load_runs
 
         return load_runs(self.root / self.path)
 
     def rows(self, seed: int) -> list[dict]:
-        from .runlog import read_metrics
+        from .plumbing.runlog import read_metrics
 
         return read_metrics(self.root / self.path / f"seed_{seed}" / "metrics.jsonl")
 
@@ -265,7 +265,7 @@ def check_table(report: Report, experiment: str, columns: list[str], rows: list[
     """A check table: one line per (what is checked, key in docs/paper_numbers.json, *our cells), the paper's
     number (with its source) beside our cells under `columns`; below it one line per (label, group path) of
     `sources` naming where the cells come from."""
-    from .plots import markdown_table
+    from .plumbing.tables import markdown_table
 
     lines = [[text, report.paper(experiment, key), *cells] for text, key, *cells in rows]
     return sourced(report, markdown_table(["check", "paper / original run", *columns], lines), sources, commands)
@@ -275,6 +275,27 @@ def sourced(report: Report, table: str, sources: list[tuple], commands: dict[str
     """`table` (Markdown) followed by one line per (label, group path) of `sources` naming where it comes from."""
     notes = [report.source(label, report.group(path), commands) for label, path in sources]
     return table.rstrip("\n") + "\n\n" + "\n".join(f"{note}  " for note in notes).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- the rf_* family's tables
+
+def runs_table(report, sources, commands) -> str:
+    """The per-run table (`unplug_summary`, as the plot step's summary.md) of committed groups: `sources` pairs
+    each GROUPS label, in order, with a group path under `report` (a common.report.Report); with source lines."""
+    from .unplug.figure import GROUPS, unplug_summary
+
+    groups = [(label, color, report.group(path).frame) for (label, _, color), (_, path) in zip(GROUPS, sources)]
+    unplug = int(groups[0][2].unplug_epoch.iloc[0])
+    return sourced(report, unplug_summary(groups, unplug), sources, commands)
+
+
+def search_runs_table(report, rows, commands, seed: int = 42, epochs=(20, 40, 50, 150)) -> str:
+    """`search_table` of the committed groups of `rows` ((label, group path)), with source lines."""
+    from .unplug.figure import search_table
+
+    table = search_table([(label, report.group(path).frame) for label, path in rows], seed=seed, epochs=epochs)
+    return sourced(report, table, rows, commands)
+
 
 
 # ---------------------------------------------------------------------------------------------- status table
@@ -446,7 +467,7 @@ def comparison(runs_dir: Path, report: Report):
                  and {k: v for k, v in next(iter(g.configs.values()))["config"].items() if k != "seed"} == config), None)
     if ours is None:
         raise UsageError(f"no committed run group of {experiment} has the config of the runs under {runs_dir}")
-    from .runlog import load_runs
+    from .plumbing.runlog import load_runs
 
     mine, yours, spread = module.numbers(ours.frame), module.numbers(load_runs(runs_dir)), module.spread(report)
     shared = sorted(set(mine.index) & set(yours.index))
@@ -556,7 +577,7 @@ def verify(root: Path = REPO_ROOT, rows: int = 6, only: str | None = None, data:
 
 @entry_point
 def main(argv=None):
-    from .cli import ArgumentParser
+    from .plumbing.cli import ArgumentParser
 
     parser = ArgumentParser(prog="python -m common.report", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -574,7 +595,7 @@ def main(argv=None):
     if args.compare:
         folder = Path(args.compare)
         if not folder.is_dir():
-            raise UsageError(f"{folder} is not a folder; give the folder of your run group (e.g. runs/grokking_nc_rf/cpu)")
+            raise UsageError(f"{folder} is not a folder; give the folder of your run group (e.g. runs/<experiment>/cpu)")
         print(compare(folder, Report(REPO_ROOT)))
         return 0
     if args.verify:

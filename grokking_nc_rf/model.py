@@ -7,7 +7,7 @@ bias-free unembedding to the whole vocabulary. PyTorch default initialisation el
 original keeps separate (128 -> 32) Q/K/V projections per head; a fused (128 -> 3 * 128) projection
 has the same function class and the same default-init distribution (fan-in 128 in both).
 
-Computed for speed, with the same values (tests/test_grokking.py checks them against the plain
+Computed for speed, with the same values (tests/experiments/test_grokking.py checks them against the plain
 transformer written out): the row-wise work (projections, LayerNorm, FFN) is done once per distinct
 prefix of the batch (`shared_prefixes`), attention per sequence with batched matmuls, and the last
 block only at the positions asked for.
@@ -32,7 +32,7 @@ def sinusoidal_positions(max_len: int, d_model: int) -> Tensor:
 
 def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d_head), masked) v for (B, H, T, d_head) inputs (batched matmuls: with 6
-    tokens faster on a CPU than F.scaled_dot_product_attention; same values, tests/test_grokking.py)."""
+    tokens faster on a CPU than F.scaled_dot_product_attention; same values, tests/experiments/test_grokking.py)."""
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
     return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v  # (B, H, Tq, d_head)
 

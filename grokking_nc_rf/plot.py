@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from common import UsageError, entry_point, load_runs, markdown_table, seed_band  # noqa: E402
 from common.analysis import Event, onset_table, write_tables  # noqa: E402
 from common.plot import signals_figure  # noqa: E402
+from common.plumbing.tables import seeds_label  # noqa: E402
 from grokking_nc_rf import train  # noqa: E402
 
 def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
@@ -218,6 +219,13 @@ def kde_terms(frame, band):
     fig.suptitle(f"App. D: representativeness = validation loss - KDE term ({band})")
     fig.tight_layout()
     return fig
+
+
+# python -m common.plot RUNS --figure NAME: the figures of these runs, from (the runs' rows, RUNS)
+FIGURES = {"fig1": lambda frame, root: fig1(frame, seeds_label(frame)),
+           "fig1_panels": lambda frame, root: panels(frame),
+           "fig8": lambda frame, root: fig8(frame, seeds_label(frame)),
+           "fig8_kde_terms": lambda frame, root: kde_terms(frame, seeds_label(frame))}
 
 
 @entry_point

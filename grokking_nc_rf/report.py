@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from common.analysis import REFERENCE, onset_table, summary, SUMMARY_COLUMNS
-from common.plots import markdown_table
+from common import markdown_table
 from common.report import Report, number, per_seed, span, steps, value_range
 from grokking_nc_rf.plot import CHECKS, EVENTS, KDE_READINGS
 

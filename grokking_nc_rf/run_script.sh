@@ -9,7 +9,7 @@
 # one after another with torch's default thread count. A flag --threads N given here wins over both.
 set -e
 cd "$(dirname "$0")/.."
-. common/portable_kernels.sh
+. common/plumbing/portable_kernels.sh
 PYTHON=${PYTHON:-python3}
 SEEDS=${SEEDS:-"1 42 15213"}
 if [ "${PARALLEL:-1}" = 0 ]; then

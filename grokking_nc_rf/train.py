@@ -228,7 +228,7 @@ def main(argv=None):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / config["warmup_steps"], 1.0)
                                                   if config["warmup_steps"] > 0 else 1.0)
 
-    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device))
+    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device), experiment=run.experiment)
     state = log.start(model, optimizer, scheduler, map_location=device, unit="step")
     if state is None:
         return log.rows_and_close()

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import UsageError, entry_point, load_runs, markdown_table, seed_band  # noqa: E402
+from common.plumbing.tables import run_groups  # noqa: E402
 from nc_experiments import train  # noqa: E402
 
 SEEDS = ("1", "42", "15213")  # App. B
@@ -157,6 +158,18 @@ def summary(groups):
     return markdown_table(["run", "seed", "final train / val acc", "lowest train acc after epoch 10 (epoch)",
                            "train NCC: minimum (epoch)", "final train NCC", "final RF bound",
                            "final class-mean angles: mean abs. deviation from the simplex angle, min-max (deg)"], rows)
+
+
+def _from_runs(name):
+    """Figure `name` of every run group under a folder (`python -m common.plot`), train side as the paper plots."""
+    def draw(frame, root):
+        groups = [(_label(rows), select_values(rows, "running", root / group)) for group, rows in run_groups(frame)]
+        return fig_rows(groups, name) if name in ("fig6", "fig7") else {"fig2": fig2, "fig3": fig3, "fig5": fig5}[name](groups)
+    return draw
+
+
+# python -m common.plot RUNS --figure NAME: the figures of these runs, from (the runs' rows, RUNS)
+FIGURES = {name: _from_runs(name) for name in ("fig2", "fig3", "fig5", "fig6", "fig7")}
 
 
 @entry_point

@@ -9,7 +9,7 @@
 # on N processes with torchrun (DDP; --batch_size stays the global batch), e.g. NPROC=4 on 4 GPUs.
 set -e
 cd "$(dirname "$0")/.."
-. common/portable_kernels.sh
+. common/plumbing/portable_kernels.sh
 PYTHON=${PYTHON:-python3}
 NPROC=${NPROC:-1}
 case "$NPROC" in ''|*[!0-9]*|0) echo "error: NPROC must be a positive integer, got '$NPROC'" >&2; exit 2 ;; esac

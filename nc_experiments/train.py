@@ -24,11 +24,10 @@ from tqdm import tqdm
 
 from common import (Key, NON_NEGATIVE, class_mean_angles, capture_features, entry_point, epoch_generator, ncc, parse,
                     relative_flatness_bound)
-from common.distributed import all_gather_objects, current, gather_rows, run_rows, start_run, wrap
+from common.plumbing.distributed import current, gather_rows, wrap
 from common.images import (DATA_KEYS, DATA_RULES, IMAGE_OPTIONS, RESNET_KEYS, SGD_KEYS, SGD_RULES, ResNet18,
                            black_pixel, evaluate, load_splits, num_batches, train_batches, upper_triangle)
-from common.loop import EpochSums
-from common.seeding import get_rng_state
+from common.plumbing.loop import EpochSums, end_epoch, global_batch_loss, run_rows, start_run
 
 KEYS = {  # App. B: SGD lr 0.01, momentum 0.9, batch 64, no weight decay, constant lr, 250 epochs, lambda 1e-3
     "seed": Key(42, "model seed; also draws the data subsets, batch order and augmentation"),
@@ -117,8 +116,7 @@ def main(argv=None):
                 rf = relative_flatness_bound(gather_rows(phi), weight, logits=gather_rows(logits.detach().double()))
                 sums.add(rf_bound=rf * len(y), w_norm=weight.norm() / ddp.world_size)  # summed over ranks below
             optimizer.zero_grad(set_to_none=True)
-            # DDP averages gradients over ranks: weight the local CE by its share of the global batch
-            (loss + ce * (len(y) * ddp.world_size / len(y_all) - 1) if ddp.enabled else loss).backward()
+            global_batch_loss(loss, ce, len(y), len(y_all)).backward()  # DDP: the local CE by its share
             optimizer.step()
             sums.add(loss=loss * len(y), ce=ce * len(y), reg=reg * len(y), correct=(logits.argmax(1) == y).sum())
         train_s = time.perf_counter() - start
@@ -138,13 +136,8 @@ def main(argv=None):
         start = time.perf_counter()
         row.update(evaluate(model, head, data, progress=run.progress, rank=ddp.rank, world_size=ddp.world_size))
         row["eval_s"], row["train_s"] = time.perf_counter() - start, train_s
-        rng_ranks = all_gather_objects(get_rng_state())  # every rank's, for a resume under torchrun
-        if ddp.is_main:
-            log.append(row)
-            log.save_checkpoint(epoch + 1, model, optimizer, rng_ranks=rng_ranks)
-            print(f"epoch {epoch + 1:>4}  " + "  ".join(f"{k} {row[k]:.4g}" for k in (
-                "train_loss_total", "train_acc", "val_loss", "val_acc", "train_ncc", "train_rf_bound",
-                "train_angle_mean")), flush=True)
+        end_epoch(log, epoch + 1, row, model, optimizer, show=("train_loss_total", "train_acc", "val_loss", "val_acc",
+                                                               "train_ncc", "train_rf_bound", "train_angle_mean"))
     if ddp.is_main:
         log.mark_finished({"epochs": config["epochs"]})
     return run_rows(log, run_dir)

@@ -8,7 +8,7 @@ for SST-5 (not SST-5).
 from __future__ import annotations
 
 from common.report import Report, check_table, fixed, number, per_seed, value_range
-from common.unplug_plots import unplug_numbers
+from common.unplug import unplug_numbers
 
 RUNS = "rf_bert/figures/cpu/runs/rf_bert"
 REGULARISED, BASELINE = f"{RUNS}/cpu", f"{RUNS}/cpu_baseline_same_scheduleTrue_regularizernone"
@@ -38,7 +38,7 @@ def checks(report: Report) -> str:
     rows = [
         ("the term pinned at its saturation value 30²·(1 − 1/5) = 720 while on", "term_pinned",
          f"99% of {number(r['saturation'].iloc[0])} or more from epoch {seeds(r['term at 99% of saturation from epoch'])} "
-         f"to unplug (epoch {u}); tests/test_text.py checks the value on tiny models"),
+         f"to unplug (epoch {u}); tests/unplug/test_text.py checks the value on tiny models"),
         ("training loss under the term", "loss_under_term", f"{seeds(r['train loss at unplug'], 4)} at epoch {u}"),
         ("validation accuracy under the term", "val_under_term",
          f"{fixed(r['val acc at unplug'])} at epoch {u} (between {r['val acc while saturated: lowest'].min():.3f} and "
@@ -59,6 +59,6 @@ def checks(report: Report) -> str:
                        [("Regularised runs", REGULARISED), ("Fair baselines", BASELINE)], COMMANDS)
 
 
-FIGURES = [["common.unplug_plots", "rf_bert", "--preset", "cpu", "--out_dir", "rf_bert/figures/cpu/runs", "--to",
+FIGURES = [["rf_bert.plot", "--preset", "cpu", "--out_dir", "rf_bert/figures/cpu/runs", "--to",
             "rf_bert/figures/cpu"]]  # fig16.png, summary.md
 TABLES = {"checks": checks}

@@ -1,6 +1,6 @@
 """Figs. 16-17: relative-flatness regularisation and "unplug" on a pretrained BERT fine-tuned on SST-5.
 
-The protocol of rf_resnet18 (common/unplug_loop.py) on Hugging Face's BertForSequenceClassification (a
+The protocol of rf_resnet18 (common/unplug/loop.py) on Hugging Face's BertForSequenceClassification (a
 pretrained encoder, a new 5-way classifier on the pooled output) and SST-5 (`SetFit/sst5`). `--preset
 paper` is the run behind the original's TinyBERT figure (docs/original_code.md §6.1): TinyBERT
 (huawei-noah/TinyBERT_General_4L_312D), batch 32, SGD lr 1e-3, momentum 0.9, no dropout or weight decay,
@@ -20,10 +20,9 @@ All runs of the figure and the plot: `sh rf_bert/run_script.sh --preset paper`.
 from __future__ import annotations
 
 from common import Key, UsageError, entry_point, parse, with_defaults
-from common.regularisation import RF_KEYS, RF_RULES
 from common.text import (TEXT_KEYS, TEXT_OPTIONS, TEXT_RULES, check_text_options, freeze_lower_layers,
-                         load_text_classifier, load_text_splits, text_optimizer, text_task)
-from common.unplug_loop import unplug_training
+                         load_text_classifier, load_text_splits, text_optimizer)
+from common.unplug import RF_KEYS, RF_RULES, text_task, unplug_training
 
 KEYS = {
     "seed": Key(42, "model seed (the new classifier) and batch order"),

@@ -43,6 +43,6 @@ def checks(report: Report) -> str:
                        rows, [("Regularised runs", REGULARISED), ("Fair baselines", BASELINE)], COMMANDS)
 
 
-FIGURES = [["common.unplug_plots", "rf_gpt2", "--preset", "cpu", "--out_dir", "rf_gpt2/figures/cpu/runs", "--to",
+FIGURES = [["rf_gpt2.plot", "--preset", "cpu", "--out_dir", "rf_gpt2/figures/cpu/runs", "--to",
             "rf_gpt2/figures/cpu"]]  # fig18.png, summary.md
 TABLES = {"checks": checks}

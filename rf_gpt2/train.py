@@ -19,10 +19,9 @@ All runs of the figure and the plot: `sh rf_gpt2/run_script.sh --preset paper`.
 from __future__ import annotations
 
 from common import Key, entry_point, parse, with_defaults
-from common.regularisation import RF_KEYS, RF_RULES
 from common.text import (TEXT_KEYS, TEXT_OPTIONS, TEXT_RULES, check_text_options, freeze_lower_layers,
-                         load_text_classifier, load_text_splits, text_optimizer, text_task)
-from common.unplug_loop import unplug_training
+                         load_text_classifier, load_text_splits, text_optimizer)
+from common.unplug import RF_KEYS, RF_RULES, text_task, unplug_training
 
 KEYS = {
     "seed": Key(42, "model seed (the new score layer) and batch order"),

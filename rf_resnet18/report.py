@@ -7,8 +7,8 @@ CIFAR-10, not CIFAR-10).
 
 from __future__ import annotations
 
-from common.report import Report, check_table, fixed, number, per_seed, verdict
-from common.unplug_plots import runs_table, search_runs_table, unplug_numbers
+from common.report import Report, check_table, fixed, number, per_seed, runs_table, search_runs_table, verdict
+from common.unplug import unplug_numbers
 
 RUNS = "rf_resnet18/figures/cpu/runs/rf_resnet18"
 REGULARISED = f"{RUNS}/cpu"
@@ -47,10 +47,10 @@ def checks(report: Report) -> str:
          "saturation",
          f"{per_seed(r['term at unplug'].round())} at epoch {u} (the term's own value); 99% of {number(saturation)} or more "
          f"from epoch {per_seed(r['term at 99% of saturation from epoch'], missing='never')}; the closed form and "
-         f"gradient ascent under the cap reach it (tests/test_regularisation.py)"),
+         f"gradient ascent under the cap reach it (tests/unplug/test_regularisation.py)"),
         ("the same for ViT-Tiny (cap 150, K = 100) and TinyBERT / DistilGPT-2 (cap 30, K = 5)", "saturation_others",
          f"{number(150 ** 2 * (1 - 1 / 100))} and {number(30 ** 2 * (1 - 1 / 5))} by the closed form and gradient "
-         f"ascent under the cap (tests/test_regularisation.py)"),
+         f"ascent under the cap (tests/unplug/test_regularisation.py)"),
         ("RF very high under the regulariser (Fig. 4b)", "rf_high",
          f"{verdict(high)} (10x the baseline's "
          f"or more): {per_seed(r['RF bound at unplug'])} at epoch {u} against the fair baseline's "
@@ -90,6 +90,6 @@ def search(report: Report) -> str:
                                       ("fair baseline", BASELINE)], COMMANDS)
 
 
-FIGURES = [["common.unplug_plots", "rf_resnet18", "--preset", "cpu", "--out_dir", "rf_resnet18/figures/cpu/runs",
+FIGURES = [["rf_resnet18.plot", "--preset", "cpu", "--out_dir", "rf_resnet18/figures/cpu/runs",
             "--to", "rf_resnet18/figures/cpu"]]  # fig4.png, summary.md
 TABLES = {"checks": checks, "runs": runs, "search": search}

@@ -25,8 +25,7 @@ import torch
 
 from common import Key, entry_point, parse, with_defaults
 from common.images import DATA_KEYS, DATA_RULES, IMAGE_OPTIONS, RESNET_KEYS, SGD_KEYS, SGD_RULES, ResNet18, load_splits
-from common.regularisation import RF_KEYS, RF_RULES
-from common.unplug_loop import train_with_unplug
+from common.unplug import RF_KEYS, RF_RULES, train_with_unplug
 
 KEYS = {  # App. C: App. B's setup (SGD lr 0.01, momentum 0.9, batch 64, no weight decay), 650 epochs, lambda 1e-4
     "seed": Key(42, "model seed; also draws the data subsets, batch order and augmentation"),

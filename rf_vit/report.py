@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from common.report import Report, check_table, fixed, per_seed, value_range, verdict
-from common.unplug_plots import runs_table, search_runs_table, unplug_numbers
+from common.report import Report, check_table, fixed, per_seed, runs_table, search_runs_table, value_range, verdict
+from common.unplug import unplug_numbers
 
 RUNS = "rf_vit/figures/cpu/runs/rf_vit"
 REGULARISED = f"{RUNS}/cpu"
@@ -84,6 +84,6 @@ def search(report: Report) -> str:
         ("λ = 0.1, cap 10 (`--max_norm 10`, saturation 90)", f"{RUNS}/cpu_lam0.1_max_norm10.0")], COMMANDS)
 
 
-FIGURES = [["common.unplug_plots", "rf_vit", "--preset", "cpu", "--out_dir", "rf_vit/figures/cpu/runs",
+FIGURES = [["rf_vit.plot", "--preset", "cpu", "--out_dir", "rf_vit/figures/cpu/runs",
             "--to", "rf_vit/figures/cpu"]]  # fig4.png, summary.md
 TABLES = {"checks": checks, "runs": runs, "search": search}

@@ -1,6 +1,6 @@
 """Fig. 4 (ViT): relative-flatness regularisation and "unplug" on a Vision Transformer trained from scratch.
 
-The same protocol as rf_resnet18 (common/unplug_loop.py) on ViT-Tiny (192 wide, 12 layers, 3 heads,
+The same protocol as rf_resnet18 (common/unplug/loop.py) on ViT-Tiny (192 wide, 12 layers, 3 heads,
 patch 16 at 224; torchvision's VisionTransformer) and ImageNet-100. The paper gives no ViT recipe;
 `--preset paper` is the original's rf_vit/run_script.sh (docs/original_code.md §5.4): batch 256, SGD lr 0.01,
 momentum 0.9, no weight decay, 300 epochs, lambda 1e-2 at temperature 2 on unit-normalised features, the
@@ -24,8 +24,7 @@ import torch
 from common import Key, UsageError, entry_point, parse, with_defaults
 from common.images import (DATA_KEYS, DATA_RULES, DATASETS, IMAGE_OPTIONS, SGD_KEYS, SGD_RULES, load_image_folder,
                            load_splits, read_class_list, vision_transformer)
-from common.regularisation import RF_KEYS, RF_RULES
-from common.unplug_loop import train_with_unplug
+from common.unplug import RF_KEYS, RF_RULES, train_with_unplug
 
 CLASS_LIST = Path(__file__).with_name("imagenet100_classes.txt")
 

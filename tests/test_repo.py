@@ -37,7 +37,7 @@ def test_no_machine_paths_in_tracked_text():
 
 def test_committed_run_logs_name_no_absolute_path():
     """config.json files under */figures/ record paths relative to the repository or as placeholders
-    (common.config.repo_relative): a committed log names no folder of the machine it ran on."""
+    (common.plumbing.config.repo_relative): a committed log names no folder of the machine it ran on."""
     import json
 
     records = sorted(REPO.glob("*/figures/**/config.json"))
@@ -54,8 +54,10 @@ def test_pyproject_installs_common_with_its_version():
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["version"] == common.__version__
-    packages = {".".join(p.relative_to(REPO).parent.parts) for p in (REPO / "common").rglob("__init__.py")}
+    packages = {".".join(("flatness_nc",) + p.relative_to(REPO / "common").parent.parts)
+                for p in (REPO / "common").rglob("__init__.py")}  # the folder common/ installs as flatness_nc
     assert set(project["tool"]["setuptools"]["packages"]) == packages
+    assert project["tool"]["setuptools"]["package-dir"] == {"flatness_nc": "common"}
     core = {line.split(">")[0].split("<")[0] for name in ("requirements.txt", "requirements-text.txt")
             for line in (REPO / name).read_text().splitlines() if line and not line.startswith(("#", "-r"))}
     named = {d.split(">")[0].split("<")[0] for d in project["project"]["dependencies"]}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cli import UsageError
+from ..plumbing.cli import UsageError
 
 # App. B: the main experiments normalise with mean = std = 0.5; the augmentation ablation (Fig. 7)
 # with the CIFAR-10 channel statistics.
@@ -163,11 +163,11 @@ def train_batches(source, batch_size: int, generator: torch.Generator, device: t
     ImageFolder), read by a DataLoader with `workers` processes in the drawn order. With `fill` (C,), each
     batch gets `random_crop_flip` with that padding, drawn from the same generator after the order.
     Under torchrun `batch_size` is the global batch and `rank` of `world_size` gets its contiguous share of
-    each (common.distributed.rank_rows); every rank draws the same order.
+    each (common.plumbing.distributed.rank_rows); every rank draws the same order.
     """
     from torch.utils.data import DataLoader, Dataset
 
-    from ..distributed import rank_rows
+    from ..plumbing.distributed import rank_rows
     from .augment import random_crop_flip
 
     if isinstance(source, Dataset):
@@ -229,7 +229,7 @@ def load_image_folder(root: str | Path, classes: list[str], image_size: int = 22
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise UsageError(f"no folder {root / split}; the ImageNet-100 data go in <data_dir>/train/<wnid>/ and "
-                             f"<data_dir>/val/<wnid>/, the classes listed in rf_vit/imagenet100_classes.txt "
+                             f"<data_dir>/val/<wnid>/, one folder for each class listed in --classes_file "
                              f"(ImageNet-1k cannot be downloaded automatically: it needs an image-net.org account)")
         try:
             out[split] = Subset(str(root / split), transform=transform)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..features import capture_features
-from ..neural_collapse import class_mean_angles, ncc, neural_collapse, simplex_angle
-from ..relative_flatness import relative_flatness_bound, relative_flatness_exact
+from ..measures.features import capture_features
+from ..measures.splits import split_metrics, upper_triangle
+from ..plumbing.evaluation import measure_split
 
 __all__ = ["features_and_logits", "dataset_features_and_logits", "split_metrics", "evaluate", "upper_triangle"]
 
@@ -22,36 +21,6 @@ def features_and_logits(model: nn.Module, head: nn.Module, x: Tensor, chunk: int
             logits.append(model(x[i:i + chunk]))
             features.append(cap.features)
     return torch.cat(features), torch.cat(logits)
-
-
-def upper_triangle(matrix: Tensor) -> Tensor:
-    """The entries above the diagonal of a (C, C) matrix, row by row: one value per class pair."""
-    return matrix[torch.triu_indices(len(matrix), len(matrix), 1).unbind()]
-
-
-@torch.no_grad()
-def split_metrics(split: str, features: Tensor, logits: Tensor, labels: Tensor, head: nn.Linear) -> dict:
-    """Loss, accuracy and NCC of one split; on the training split also the RF bound (Lemma A.2) and exact
-    value (Def. 3.2) of `head`, ||W||_F, NC1-NC4 and the pairwise class-mean angles (Fig. 3). Metrics in
-    float64 for the small values. Keys: <split>_loss, <split>_acc, <split>_ncc, and train_rf_bound,
-    train_rf_exact, w_norm, train_nc1..train_nc4, train_angle_mean, train_angle_std, train_angles,
-    simplex_angle."""
-    row = {f"{split}_loss": F.cross_entropy(logits, labels).item(),
-           f"{split}_acc": (logits.argmax(1) == labels).float().mean().item()}
-    phi = features.double()
-    row[f"{split}_ncc"] = ncc(phi, labels).item()
-    if split == "train":
-        weight = head.weight.double()
-        bias = head.bias.double() if head.bias is not None else None  # GPT-2's score has none
-        row["train_rf_bound"] = relative_flatness_bound(phi, weight, bias).item()
-        row["train_rf_exact"] = relative_flatness_exact(phi, weight, bias).item()
-        row["w_norm"] = weight.norm().item()
-        row.update({f"train_{k}": v.item() for k, v in neural_collapse(phi, labels, weight, bias).items()})
-        angles = class_mean_angles(phi, labels)  # (C, C) degrees
-        pairs = upper_triangle(angles)
-        row.update(train_angle_mean=pairs.mean().item(), train_angle_std=pairs.std().item(),
-                   train_angles=pairs.tolist(), simplex_angle=simplex_angle(len(angles)))
-    return row
 
 
 @torch.no_grad()
@@ -79,24 +48,23 @@ def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0, pr
     """One eval-mode pass over each split of `data` ({"train": source, "val": source}, a source being
     (images, labels) tensors or a torch Dataset) and its metrics; a progress bar over a Dataset's batches
     with `progress`. Under torchrun each rank passes its contiguous share of a split and the metrics are
-    computed from all ranks' features and logits (common.distributed.gather_rows): the single-process
+    computed from all ranks' features and logits (common.plumbing.distributed.gather_rows): the single-process
     values."""
     from torch.utils.data import Subset
 
-    from ..distributed import gather_rows, rank_rows
+    from ..plumbing.distributed import rank_rows
 
     model.eval()
     row = {}
     for split, source in data.items():
         if isinstance(source, tuple):
             x, y = source
-            features, logits = features_and_logits(model, head, x[rank_rows(len(x), rank, world_size)])
+            chunks = [features_and_logits(model, head, x[rank_rows(len(x), rank, world_size)])]
+            row.update(measure_split(split, chunks, head, labels=y))
         else:
             device = next(model.parameters()).device
             share = range(len(source))[rank_rows(len(source), rank, world_size)]
-            features, logits, y = dataset_features_and_logits(model, head, Subset(source, share), device,
-                                                              workers=workers, progress=progress,
-                                                              desc=f"evaluating {split}")
-            y = gather_rows(y)
-        row.update(split_metrics(split, gather_rows(features), gather_rows(logits), y, head))
+            chunks = [dataset_features_and_logits(model, head, Subset(source, share), device, workers=workers,
+                                                  progress=progress, desc=f"evaluating {split}")]
+            row.update(measure_split(split, chunks, head))
     return row

@@ -3,7 +3,7 @@ in nc_experiments, rf_resnet18 and rf_vit. Each train.py spreads them into its K
 
 from __future__ import annotations
 
-from ..config import NON_NEGATIVE, POSITIVE, Key
+from ..plumbing.config import NON_NEGATIVE, POSITIVE, Key
 from .data import DATASETS
 
 __all__ = ["DATA_KEYS", "RESNET_KEYS", "SGD_KEYS", "IMAGE_OPTIONS", "DATA_RULES", "SGD_RULES"]

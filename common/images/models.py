@@ -6,7 +6,7 @@ and max-pool, 64-128-256-512 channels). Fig. 7 uses the CIFAR variant (3x3 strid
 normal fan-out for convolutions, BatchNorm 1/0) or PyTorch's default, which the original code used
 (its scratch ResNet, docs/original_code.md §3.1). With width 64, the standard stem and torchvision init, the network,
 its parameter names and, under the same seed, its initial weights and outputs equal
-torchvision.models.resnet18(num_classes=10) (tests/test_images.py).
+torchvision.models.resnet18(num_classes=10) (tests/images/test_images.py).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@
     load_text_classifier                AutoTokenizer + AutoModelForSequenceClassification, from the Hub or a
                                         local folder (or from its config: --no_pretrained), with one-line
                                         errors when they cannot be had; freeze_lower_layers (models)
-    text_task                           the rf_* training loop's UnplugTask on tokenised text: batches with
-                                        dynamic padding, the classifier's input as features (models)
+    encode, padded_batch                tokenise once, pad per batch (models); the rf_* loop's task on text
+                                        is common.unplug.text_task
     sequence_features                   the classifier's input of one sequence: GPT-2's last non-padding token
     TEXT_KEYS, TEXT_RULES, TEXT_OPTIONS, check_text_options   the shared flags and their check
 
@@ -24,7 +24,7 @@ from importlib import import_module
 _WHERE = {"SPLITS": "data", "load_text_splits": "data", "export_dataset": "data", "stratified_subset": "data",
           "TEXT_KEYS": "keys", "TEXT_RULES": "keys", "TEXT_OPTIONS": "keys", "check_text_options": "keys", "text_optimizer": "keys",
           "load_text_classifier": "models", "freeze_lower_layers": "models", "encode": "models",
-          "padded_batch": "models", "sequence_features": "models", "text_task": "models"}
+          "padded_batch": "models", "sequence_features": "models"}
 __all__ = list(_WHERE)
 
 

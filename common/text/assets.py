@@ -27,7 +27,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..cli import UsageError, entry_point
+from ..plumbing.cli import UsageError, entry_point
 
 __all__ = ["fetch_minilm", "write_gpt2_scratch", "MINILM_DIR", "GPT2_SCRATCH_DIR", "GPT2_SCRATCH"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import UsageError, entry_point
+from ..plumbing.cli import UsageError, entry_point
 from . import movie_snippets
 
 __all__ = ["SPLITS", "load_text_splits", "read_local_split", "export_dataset", "quiet_hub", "stratified_subset"]

@@ -1,12 +1,12 @@
 """The configuration keys rf_bert and rf_gpt2 share (data, tokenisation, optimiser): one name per knob.
-The rf_* regulariser keys are common.regularisation.RF_KEYS."""
+The rf_* regulariser keys are common.unplug.regularisation.RF_KEYS."""
 
 from __future__ import annotations
 
 import torch
 
-from ..cli import UsageError
-from ..config import NON_NEGATIVE, POSITIVE, Key
+from ..plumbing.cli import UsageError
+from ..plumbing.config import NON_NEGATIVE, POSITIVE, Key
 
 __all__ = ["TEXT_KEYS", "TEXT_RULES", "TEXT_OPTIONS", "check_text_options", "text_optimizer"]
 
@@ -24,7 +24,7 @@ TEXT_KEYS = {  # the original's bert_sst5.py / gpt_sst5.py and the run behind Fi
     "dropout": Key(0.0, "hidden and attention dropout of the encoder"),
     "epochs": Key(300, "training epochs"),
     "batch_size": Key(32, "mini-batch size"),
-    "optimizer": Key("sgd", "sgd (the paper's) or adamw (the from-scratch GPT-2 of rf_gpt2's cpu preset)",
+    "optimizer": Key("sgd", "sgd (the paper's) or adamw (for a model trained from scratch)",
                      choices=("sgd", "adamw")),
     "lr": Key(1e-3, "learning rate"),
     "momentum": Key(0.9, "SGD momentum (adamw: unused)"),

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from ..cli import UsageError
-from ..distributed import current, gather_rows, rank_rows
-from ..features import capture_features
-from ..images.evaluation import split_metrics
-from ..unplug_loop import UnplugTask
-from .data import quiet_hub, stratified_subset
+from ..plumbing.cli import UsageError
+from .data import quiet_hub
 
-__all__ = ["load_text_classifier", "freeze_lower_layers", "encode", "padded_batch", "sequence_features", "text_task"]
+__all__ = ["load_text_classifier", "freeze_lower_layers", "encode", "padded_batch", "sequence_features"]
 
 # The model folders the documented commands write (common/text/assets.py), by folder name: what to run when one is missing
 KNOWN_FOLDERS = {"all-MiniLM-L6-v2": "python -m common.text.assets minilm models/all-MiniLM-L6-v2",
@@ -85,7 +80,7 @@ def load_text_classifier(model_name: str, num_classes: int, dropout: float, head
                          f"save_pretrained folder") from err
     if not isinstance(getattr(model, head, None), nn.Linear):
         raise UsageError(f"--model_name {model_name}: a {type(model).__name__} has no linear layer {head!r}; this "
-                         f"experiment measures that classifier (rf_bert: BERT-family models, rf_gpt2: GPT-2-family)")
+                         f"experiment measures that classifier: give a model of the family it trains")
     others = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(f"{head}."))
     print(f"{model_name}: pretrained {type(model).__name__}, new {head!r} layer ({num_classes} classes)"
           + (f"; also newly initialised (not in the checkpoint): {', '.join(others)}" if others else ""))
@@ -143,61 +138,3 @@ def sequence_features(captured: Tensor, attention_mask: Tensor) -> Tensor:
         return captured
     last = attention_mask.sum(1) - 1
     return captured[torch.arange(len(captured), device=captured.device), last]
-
-
-def text_task(model: nn.Module, head: nn.Linear, tokenizer, data: dict, config: dict, device: torch.device,
-              feature_layer: nn.Module | None = None, eval_batch_size: int = 128, progress: bool = False) -> UnplugTask:
-    """The UnplugTask of a sequence classifier. data = {"train": (texts, labels), "val": (texts, labels)},
-    tokenised once here with config["max_length"]; batches of config["batch_size"] in the order the epoch's
-    generator draws, padded per batch (under torchrun, this rank's share of each global batch, and the
-    evaluation gathers all ranks' features). The regulariser's features are the input of `feature_layer` (default:
-    the classifier `head`; rf_bert's --features cls hooks the pooler); the evaluation always measures the
-    classifier's input, so its RF, NCC and NC values are those of the layer W acts on; with
-    config["eval_train_size"] > 0 the training split's metrics are measured on that many of its rows (a
-    stratified draw seeded by config["seed"], the same every epoch)."""
-    encodings = {split: encode(tokenizer, texts, config["max_length"]) for split, (texts, _) in data.items()}
-    labels = {split: y.to(device) for split, (_, y) in data.items()}
-    n_train, batch_size = len(labels["train"]), config["batch_size"]
-    measured = {split: list(range(len(y))) for split, y in labels.items()}  # the rows each split's metrics use
-    if 0 < config.get("eval_train_size", 0) < n_train:
-        measured["train"] = stratified_subset(data["train"][1], config["eval_train_size"], config["seed"]).tolist()
-    rank, world = current().rank, current().world_size  # under torchrun: this rank's shares
-
-    def run(net: nn.Module, batch: dict, layer: nn.Module) -> tuple[Tensor, Tensor]:
-        with capture_features(net, layer) as cap:
-            logits = net(**batch).logits
-        return sequence_features(cap.features, batch["attention_mask"]), logits
-
-    def batches(generator: torch.Generator):
-        order = torch.randperm(n_train, generator=generator)
-        for index in order.split(batch_size):
-            index = index[rank_rows(len(index), rank, world)]
-            yield padded_batch(tokenizer, encodings["train"], index.tolist(), device), labels["train"][index.to(device)]
-
-    @torch.no_grad()
-    def evaluate() -> dict:
-        model.eval()
-        row = {}
-        for split in data:
-            features, logits = [], []
-            rows = measured[split]
-            share = rows[rank_rows(len(rows), rank, world)]
-            # shortest texts first, so each batch pads to about its own length (about 1.6x fewer tokens on
-            # snippets of 5 to 50 tokens); the rows go back to the share's order before the metrics
-            order = torch.argsort(torch.tensor([len(encodings[split][i]["input_ids"]) for i in share],
-                                               dtype=torch.long), stable=True)
-            by_length = [share[i] for i in order.tolist()]
-            steps = range(0, len(by_length), eval_batch_size)
-            for start in tqdm(steps, desc=f"evaluating {split}", disable=not progress, leave=False):
-                batch = padded_batch(tokenizer, encodings[split], by_length[start:start + eval_batch_size], device)
-                phi, z = run(model, batch, head)
-                features.append(phi.float())
-                logits.append(z.float())
-            back = torch.argsort(order).to(device)
-            row.update(split_metrics(split, gather_rows(torch.cat(features)[back]), gather_rows(torch.cat(logits)[back]),
-                                     labels[split][rows], head))
-        return row
-
-    return UnplugTask(n_train=n_train, steps=-(-n_train // batch_size), batches=batches,
-                      forward=lambda net, batch: run(net, batch, feature_layer if feature_layer is not None else head),
-                      evaluate=evaluate)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import UsageError
+from ..plumbing.cli import UsageError
 
 __all__ = ["NAME", "DEFAULT_DIR", "ROWS", "SHA256", "snippet_labels", "parse_snippets", "read_snippets",
            "stratified_split", "write_snippets"]

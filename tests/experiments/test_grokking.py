@@ -1,0 +1,299 @@
+"""grokking_nc_rf: data split, schedule, the logged values, Fig. 1's in-training values, the model, plots.
+What every experiment must do (smoke run, resume after SIGKILL, bad flags, divergence) is in
+test_experiments.py."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common import ncc, read_metrics
+from grokking_nc_rf import plot, train
+from grokking_nc_rf.data import EOS, NUM_OFFSET, equations, split_indices, vocab_size
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--preset", "cpu", "--modulus", "11", "--steps", "40", "--eval_points", "6", "--batch_size", "16",
+        "--threads", "1", "--no_progress"]
+
+
+def test_equations_and_vocabulary_match_the_original():
+    inputs, targets = equations(97)
+    assert vocab_size(97) == 239  # docs/original_code.md §2.1
+    assert inputs.shape == (9409, 6) and targets.shape == (9409, 2)
+    a, b = 23, 90
+    row = inputs[a * 97 + b].tolist()
+    assert row == [EOS, NUM_OFFSET + a, 6, NUM_OFFSET + b, 1, NUM_OFFSET + (a + b) % 97]
+    assert targets[a * 97 + b].tolist() == [NUM_OFFSET + 16, EOS]
+
+
+@pytest.mark.parametrize("split", ["ordered", "unordered"])
+def test_split_covers_every_pair_exactly_once(split):
+    train_idx, val_idx = split_indices(97, 0.5, data_seed=0, split=split)
+    both = np.concatenate([train_idx, val_idx])
+    assert sorted(both.tolist()) == list(range(97 * 97))
+    assert len(train_idx) == 4704  # round(4704.5) = 4704, as the original
+    again, _ = split_indices(97, 0.5, data_seed=0, split=split)
+    assert np.array_equal(train_idx, again)
+    other, _ = split_indices(97, 0.5, data_seed=1, split=split)
+    assert not np.array_equal(train_idx, other)
+    train_pairs = {tuple(divmod(int(i), 97)) for i in train_idx}
+    twins = np.mean([(b, a) in train_pairs for a, b in (divmod(int(i), 97) for i in val_idx)])
+    if split == "ordered":
+        assert 0.4 < twins < 0.6  # the commutativity shortcut the README warns about
+    else:
+        assert twins == 0.0
+
+
+def test_paper_schedule_reproduces_the_original_grid():
+    config = train.parse_args(["--preset", "paper"]).config
+    assert (config["steps"], config["lr"], config["weight_decay"], config["batch_size"]) == (100_000, 1e-4, 1.0, 512)
+    steps = train.eval_steps(config, batches_per_epoch=10)
+    # The original logs after epochs e of the 1.01x grid at global step (e + 1) * 10 - 1, i.e. after
+    # (e + 1) * 10 optimizer steps: 620 points; we add the initialisation and the last step.
+    assert steps[:4] == [0, 10, 20, 30]
+    assert len(steps) == 622 and steps[-2:] == [99_710, 100_000]
+
+
+def test_smoke_run_values_and_plots(tmp_path, capsys):
+    train.main(TINY + ["--out_dir", str(tmp_path)])
+    run_dir = tmp_path / "grokking_nc_rf" / "cpu_batch_size16_eval_points6_modulus11_steps40" / "seed_42"
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == sorted({r["step"] for r in rows}) and rows[-1]["step"] == 40
+    for row in rows:
+        assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1
+        assert row["train_rf_exact"] <= row["train_rf_bound"]
+        assert all(np.isfinite(v) for v in row.values())
+        for kernel in ("", "_gaussian"):
+            for reading in ("", "_as_given"):
+                key = "representativeness" + kernel + reading
+                assert row[key] == pytest.approx(row["representativeness_val_loss"] - row[key + "_kde"], abs=1e-12)
+                assert row[key + "_kde"] > 0
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["modulus"] == 11 and config["preset"] == "cpu"
+    assert json.loads((run_dir / "finished.json").read_text())["steps"] == 40
+
+    # Plots from the smoke run's logs.
+    table = plot.main(TINY + ["--out_dir", str(tmp_path)])
+    figures = run_dir.parent / "figures"
+    for name in ("fig1_grokking.png", "fig8_representativeness.png", "fig8_kde_terms.png", "fig1_panels.png", "signals.png"):
+        assert (figures / name).stat().st_size > 10_000
+    assert list(table.index) == [(".", 42)] and (run_dir.parent / "onsets.md").exists()
+    assert set(table.columns) == {"val_acc rise (half-way)", *(e.name for e in plot.EVENTS)}
+
+
+def test_running_flatness_is_the_mean_over_the_last_epochs_steps(tmp_path):
+    """train_rf_original_running (Fig. 1's curve): the original's per-sample sharpness2 with the
+    product-of-logits softmax, ||W_U||^2 sum_v q_v (1 - q_v) (||h_=||^2 + ||h_c||^2), averaged over the
+    samples of the last batches_per_epoch steps (here 4: batches of 16, 16, 16, 12), recomputed by hand
+    from train.py's batch order; lr 1e-30 keeps the parameters those of the checkpoint."""
+    from common import load_checkpoint
+    from grokking_nc_rf.model import Transformer
+
+    flags = TINY + ["--lr", "1e-30", "--steps", "16", "--eval_points", "4", "--out_dir", str(tmp_path)]
+    train.main(flags)
+    args, config, run_dir, _ = train.parse_args(flags)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    model = Transformer(vocab_size(11))
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
+    inputs, targets = equations(11)
+    train_idx, _ = split_indices(11, 0.5, 0, "ordered")
+    x_train, y_train = inputs[train_idx], targets[train_idx]
+    assert len(train_idx) == 60
+    with torch.no_grad():
+        weight_sq = model.unembed.weight.double().square().sum()
+        values = []  # per step: the per-sample values of its batch
+        for step in range(16):
+            epoch, batch = divmod(step, 4)
+            order = torch.randperm(60, generator=torch.Generator().manual_seed(42 * 1_000_003 + epoch))
+            hidden = model(x_train[order[batch * 16:(batch + 1) * 16]]).double()[:, 4:6]  # (B, 2, d) full forward
+            logits = hidden @ model.unembed.weight.double().T
+            q = torch.softmax(logits[:, 0] * logits[:, 1], dim=1)
+            labels = y_train[order[batch * 16:(batch + 1) * 16]]
+            values.append((weight_sq * (q * (1 - q)).sum(1) * hidden.square().sum((1, 2)),
+                           (logits.argmax(-1) == labels).all(1).double(), hidden[:, 0], labels[:, 0]))
+    assert rows[0]["step"] == 0
+    for key in ("rf_original", "acc", "ncc"):
+        assert rows[0][f"train_{key}_running"] == rows[0][f"train_{key}"]
+    for row in rows[1:]:
+        rf, correct, phi, answers = map(torch.cat, zip(*values[max(0, row["step"] - 4):row["step"]]))
+        assert row["train_rf_original_running"] == pytest.approx(rf.mean().item(), rel=1e-4)
+        assert row["train_acc_running"] == pytest.approx(correct.mean().item(), abs=1e-12)
+        assert row["train_ncc_running"] == pytest.approx(ncc(phi, answers).item(), rel=1e-4)
+    # a window of a whole epoch at fixed parameters covers every training sample once: the full-set value
+    full = [r for r in rows if r["step"] % 4 == 0 and r["step"] > 0]
+    for key in ("rf_original", "acc", "ncc"):
+        assert full and all(r[f"train_{key}_running"] == pytest.approx(r[f"train_{key}"], rel=1e-4) for r in full)
+
+
+def reference_block(block, x):
+    """One post-LN block written out by hand: causal softmax attention over (B, H, T, T) scores."""
+    import math
+
+    batch, length, width = x.shape
+    q, k, v = (t.view(batch, length, 4, width // 4).transpose(1, 2) for t in block.qkv(x).split(width, -1))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(width // 4)
+    scores = scores.masked_fill(~torch.tril(torch.ones(length, length, dtype=torch.bool)), float("-inf"))
+    attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, width)
+    x = block.ln1(x + block.proj(attended))
+    return block.ln2(x + block.ff(x))
+
+
+def reference_forward(model, tokens):
+    """The plain causal transformer: every position of every sequence through every block."""
+    x = model.embed(tokens) + model.positions[:tokens.shape[1]]
+    for block in model.blocks:
+        x = reference_block(block, x)
+    return x
+
+
+def test_model_matches_a_plain_causal_transformer():
+    """Post-LN blocks with causal softmax attention written out by hand (docs/original_code.md §2.2); the
+    shared-prefix computation and the last-block shortcut (only the right-hand-side positions) give the
+    same hidden states, also for batches with repeated sequences and for sequences of any tokens."""
+    import math
+
+    from grokking_nc_rf.model import Transformer, shared_prefixes
+
+    torch.manual_seed(0)
+    model = Transformer(vocab_size(11)).double()
+    tokens = equations(11)[0][:50]
+    random_tokens = torch.randint(0, 4, (64, 6))  # few tokens: many shared prefixes of every length
+    with torch.no_grad():
+        # sinusoidal positions as the original: even i -> sin(pos / 10000^(i/d)), odd i -> cos(pos / 10000^((i-1)/d))
+        assert model.positions[3, 4].item() == pytest.approx(math.sin(3 / 10000 ** (4 / 128)))
+        assert model.positions[3, 5].item() == pytest.approx(math.cos(3 / 10000 ** (4 / 128)))
+        for batch in (tokens, torch.cat([tokens, tokens[:7]]), random_tokens):
+            x = reference_forward(model, batch)
+            assert torch.allclose(model(batch), x, atol=1e-12)
+            assert torch.allclose(model(batch, train.RHS), x[:, 4:6], atol=1e-12)
+    assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Linear))
+    # the packing: one row per distinct prefix, each sequence position pointing at its own prefix
+    token, position, rows, first = shared_prefixes(random_tokens)
+    prefixes = {tuple(seq[:p + 1].tolist()) for seq in random_tokens for p in range(6)}
+    assert len(token) == len(prefixes)
+    for b, p in [(0, 0), (5, 2), (63, 5), (17, 3)]:
+        r = rows[b, p]
+        assert position[r] == p and token[r] == random_tokens[b, p]
+        assert all(torch.equal(random_tokens[c, :p + 1], random_tokens[b, :p + 1]) == bool(rows[c, p] == r)
+                   for c in range(64))
+    assert torch.equal(rows.flatten()[first], torch.arange(len(token)))
+
+
+def test_training_matches_a_plain_reference_loop(tmp_path):
+    """train.py's step (shared prefixes, last-block shortcut, fused AdamW, Fig. 1's values recorded only for
+    the steps an evaluation reads) changes no number beyond float tolerance: 12 steps of a plain loop (the
+    hand-written transformer above at every position, per-tensor AdamW, the lr warm-up written out, the
+    same batches) end at the same parameters and the same logged training loss. Without the causal mask, or
+    with AMSGrad in train.py, this fails."""
+    import torch.nn.functional as F
+
+    from common import epoch_generator, load_checkpoint, seed_everything
+    from grokking_nc_rf.model import Transformer
+
+    flags = TINY + ["--steps", "12", "--eval_points", "3", "--warmup_steps", "3", "--lr", "3e-3",
+                    "--seed", "5", "--out_dir", str(tmp_path)]
+    rows = train.main(flags)
+    run_dir = train.parse_args(flags).run_dir
+    seed_everything(5)
+    model = Transformer(vocab_size(11))  # the same initialisation as train.py's
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-8, weight_decay=1.0,
+                                  foreach=False, fused=False)
+    inputs, targets = equations(11)
+    train_idx, _ = split_indices(11, 0.5, 0, "ordered")
+    x_train, y_train = inputs[train_idx], targets[train_idx]
+    batches = [order[i:i + 16] for epoch in range(3)
+               for order in [torch.randperm(len(train_idx), generator=epoch_generator(5, epoch))]
+               for i in range(0, len(train_idx), 16)]  # 60 equations: batches of 16, 16, 16, 12
+    for step, idx in enumerate(batches[:12]):
+        optimizer.param_groups[0]["lr"] = 3e-3 * min(step / 3, 1.0)
+        logits = model.unembed(reference_forward(model, x_train[idx]))[:, 4:6]
+        loss = F.cross_entropy(logits.flatten(0, 1), y_train[idx].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    trained = load_checkpoint(run_dir / "checkpoint.pt")["model"]
+    moved = 0.0
+    for name, value in model.state_dict().items():
+        # rounding-level differences everywhere, except where a ReLU sits at its kink (one weight here)
+        assert torch.allclose(trained[name], value, rtol=0, atol=1e-4), name
+        assert ((trained[name] - value).abs() > 1e-6).float().mean() < 1e-3, name
+        moved = max(moved, (value - Transformer(vocab_size(11)).state_dict()[name]).abs().max().item())
+    assert moved > 1e-2  # the parameters did move
+    with torch.no_grad():
+        logits = model.unembed(reference_forward(model, x_train))[:, 4:6]
+        loss = F.cross_entropy(logits.flatten(0, 1), y_train.flatten()).item()
+    assert rows[-1]["step"] == 12 and rows[-1]["train_loss"] == pytest.approx(loss, rel=1e-5)
+
+
+def test_save_features_packs_one_file(tmp_path):
+    train.main(TINY + ["--save_features", "3", "--out_dir", str(tmp_path)])
+    run_dir = next((tmp_path / "grokking_nc_rf").iterdir()) / "seed_42"
+    saved = np.load(run_dir / "features.npz")
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert saved["features"].shape == (3, 121, 128) and saved["features"].dtype == np.float16
+    assert saved["unembedding"].shape == (3, vocab_size(11), 128)
+    assert set(saved["steps"].tolist()) <= {r["step"] for r in rows} and saved["steps"][-1] == 40
+    assert saved["is_train"].sum() == 60 and (saved["labels"] >= NUM_OFFSET).all()
+    assert not (run_dir / "features").exists()
+
+
+@pytest.mark.parametrize("parallel", ["1", "0"])
+def test_run_script_rows_equal_single_seed_runs(tmp_path, parallel):
+    """run_script.sh trains the seeds side by side (PARALLEL=1, one thread each) or one after another; each
+    seed's rows equal those of the same seed run alone, and the plot step runs. A failing seed fails the script."""
+    import os
+    import subprocess
+    import sys
+
+    flags = TINY + ["--steps", "12", "--eval_points", "3", "--out_dir", str(tmp_path / "script")]
+    # KERNELS=native: the kernels this test process uses (the portable setting has its own test below)
+    env = {**os.environ, "PYTHON": sys.executable, "SEEDS": "3 4", "PARALLEL": parallel, "KERNELS": "native"}
+    done = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    if parallel == "1":
+        assert "[seed 3] " in done.stdout and "[seed 4] " in done.stdout
+    for seed in ("3", "4"):
+        alone = train.main(TINY + ["--steps", "12", "--eval_points", "3", "--seed", seed, "--out_dir", str(tmp_path / "alone")])
+        run_dir = train.parse_args(flags + ["--seed", seed]).run_dir
+        script_rows = read_metrics(run_dir / "metrics.jsonl")
+        keys = [k for k in alone[0] if not k.endswith("_s")]
+        assert [[r[k] for k in keys] for r in script_rows] == [[r[k] for k in keys] for r in alone]
+    assert (run_dir.parent / "figures" / "fig1_grokking.png").exists()
+    failing = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags, "--steps", "0"],
+                             env=env, capture_output=True, text=True)
+    assert failing.returncode == 2 and "--steps" in failing.stdout + failing.stderr
+
+
+def test_portable_kernel_setting_repeats_rows_and_is_recorded(tmp_path):
+    """The reproducible setting (common/plumbing/portable_kernels.sh, which every run_script.sh sources): two processes
+    with the same seed, one thread and the portable kernels write identical rows, and config.json records the
+    kernel variables, the kernel set in use and the thread count. A bad KERNELS value is refused."""
+    import json
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from common.plumbing.seeding import PORTABLE_KERNELS
+
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_KERNELS}
+    flags = TINY + ["--steps", "12", "--eval_points", "3", "--threads", "1", "--no_progress"]
+    rows = []
+    for name in ("a", "b"):
+        command = f'. common/plumbing/portable_kernels.sh && exec "$0" -m grokking_nc_rf.train "$@"'
+        subprocess.run(["sh", "-c", command, sys.executable, *flags, "--out_dir", str(tmp_path / name)], cwd=REPO,
+                       env=env, check=True, capture_output=True)
+        run_dir = train.parse_args(flags + ["--out_dir", str(tmp_path / name)]).run_dir
+        rows.append([{k: v for k, v in r.items() if not k.endswith("_s")} for r in read_metrics(run_dir / "metrics.jsonl")])
+        recorded = json.loads((run_dir / "config.json").read_text())["environment"]
+        assert recorded["threads"] == 1 and recorded["cpu"]
+        if platform.machine() in ("x86_64", "amd64"):
+            assert recorded["kernel_env"] == PORTABLE_KERNELS
+            assert recorded["cpu_capability"] in ("AVX2", "DEFAULT")  # DEFAULT: a CPU without AVX2
+    assert len(rows[0]) == 4 and rows[0] == rows[1]
+    bad = subprocess.run(["sh", "-c", ". common/plumbing/portable_kernels.sh"], cwd=REPO, env={**env, "KERNELS": "fast"},
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "KERNELS must be portable or native" in bad.stderr
