@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import platform
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from benchmarks.timing import alternating, median_seconds
 from common import ArgumentParser, markdown_table
 from grokking_nc_rf import train
 from grokking_nc_rf.data import equations, split_indices, vocab_size
-from grokking_nc_rf.model import Transformer, sinusoidal_positions
+from grokking_nc_rf.model import SeedStack, Transformer, sinusoidal_positions
 
 
 class PlainBlock(nn.Module):
@@ -82,7 +83,7 @@ def training_steps(config, data):
     """(our step, plain step, record): closures over the same batches of the paper preset's shapes."""
     x_all, y_all = data["train"]
     batches = [torch.randperm(len(x_all), generator=torch.Generator().manual_seed(i))[:512] for i in range(10)]
-    ours, plain = Transformer(vocab_size(config["modulus"])), PlainTransformer(vocab_size(config["modulus"]))
+    ours, plain = SeedStack([Transformer(vocab_size(config["modulus"]))]), PlainTransformer(vocab_size(config["modulus"]))
     adam = dict(lr=1e-4, betas=(0.9, 0.98), weight_decay=1.0)
     ours_opt = torch.optim.AdamW(ours.parameters(), fused=True, **adam)  # as train.py
     plain_opt = torch.optim.AdamW(plain.parameters(), **adam)
@@ -90,8 +91,8 @@ def training_steps(config, data):
     counter = iter(range(10**9))
 
     def ours_step():
-        idx = batches[next(counter) % 10]
-        loss = F.cross_entropy(ours.unembed(ours(x_all[idx], train.RHS)).flatten(0, 1), y_all[idx].flatten())
+        idx = batches[next(counter) % 10][None]
+        loss = F.cross_entropy(ours.unembed(ours(x_all[idx], train.RHS)).flatten(0, 2), y_all[idx].flatten())
         ours_opt.zero_grad(set_to_none=True)
         loss.backward()
         ours_opt.step()
@@ -105,13 +106,38 @@ def training_steps(config, data):
         plain_opt.step()
 
     with torch.no_grad():  # the step's own forward pass supplies these in train.py
-        hidden = ours(x_all[batches[0]], train.RHS)
-        logits = ours.unembed(hidden)
+        hidden = ours(x_all[batches[0]][None], train.RHS)[0]
+        logits = ours.unembed(hidden[None])[0]
 
     def record():
-        train.record_step(window, 0, hidden, logits, y_all[batches[0]], ours.unembed.weight)
+        train.record_step(window, 0, hidden, logits, y_all[batches[0]], ours.p("unembed.weight")[0])
 
     return ours_step, plain_step, record
+
+
+def seed_steps(config, data, seeds: int, batched: bool = False):
+    """train.py's step for `seeds` seeds as one SeedStack, each on its own batch of 512 (per seed, as train.py
+    on a CPU, or with `batched` the batched matmuls over seeds)."""
+    x_all, y_all = data["train"]
+    models = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        models.append(Transformer(vocab_size(config["modulus"])))
+    stack = SeedStack(models)
+    optimizer = torch.optim.AdamW(stack.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=1.0, fused=True)
+    batches = [torch.stack([torch.randperm(len(x_all), generator=torch.Generator().manual_seed(i * 97 + s))[:512]
+                            for s in range(seeds)]) for i in range(10)]
+    counter = iter(range(10**9))
+
+    def step():
+        idx = batches[next(counter) % 10]
+        logits = stack.unembed(stack(x_all[idx], train.RHS, batched=batched), batched=batched)
+        losses = torch.stack([F.cross_entropy(z.flatten(0, 1), t.flatten()) for z, t in zip(logits, y_all[idx])])
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        optimizer.step()
+
+    return step
 
 
 def attention_variants(repeats: int) -> dict:
@@ -157,7 +183,7 @@ def preset_minutes(config, batches_per_epoch, step_s, record_s, eval_s):
     return (train_s + len(schedule) * eval_s) / 60, len(schedule), len(schedule) * eval_s / (train_s + len(schedule) * eval_s)
 
 
-def measure(threads: int, repeats: int, evals: int) -> dict:
+def measure(threads: int, repeats: int, evals: int, seeds=(1, 3, 8)) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = train.parse_args(["--preset", "paper"]).config
@@ -170,11 +196,14 @@ def measure(threads: int, repeats: int, evals: int) -> dict:
     record_s = median_seconds(record, repeats)
     floor_s = step_flops * matmul_seconds_per_flop(repeats)
     model = Transformer(vocab_size(config["modulus"]))
-    evaluate = lambda: train.evaluate(model, model.unembed, data, config)  # noqa: E731
+    evaluate = lambda: train.evaluate(SeedStack([model]), model, data, config)  # noqa: E731
     eval_s, eval_flops = median_seconds(evaluate, evals), flops(evaluate)
     batches_per_epoch = math.ceil(len(train_idx) / 512)
     cpu = train.parse_args(["--preset", "cpu"]).config
+    per_seed = {(n, batched): median_seconds(seed_steps(config, data, n, batched), max(3, repeats // 3)) / n
+                for n in seeds for batched in (False, True)}
     return {"threads": threads, "step_s": ours_s, "plain_s": plain_s, "speedup": ratio, "record_s": record_s,
+            "per_seed": per_seed,
             "gflop": step_flops / 1e9, "plain_gflop": plain_flops / 1e9, "floor_s": floor_s, "eval_s": eval_s,
             "eval_gflop": eval_flops / 1e9,
             "cpu": preset_minutes(cpu, batches_per_epoch, ours_s, record_s, eval_s),
@@ -182,16 +211,50 @@ def measure(threads: int, repeats: int, evals: int) -> dict:
             "attention": attention_variants(repeats)}
 
 
+def whole_run(steps: int) -> tuple[float, float]:
+    """Wall seconds of the CPU preset's three seeds for `steps` steps, as one process with --seeds (torch's
+    default threads) and as three 1-thread processes at the same time; fresh run folders, portable kernels."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from common.plumbing.seeding import PORTABLE_KERNELS
+
+    flags = ["--preset", "cpu", "--steps", str(steps), "--eval_points", str(max(2, round(80 * steps / 4000))),
+             "--no_progress"]
+    env = {**os.environ, **PORTABLE_KERNELS}
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "grokking_nc_rf.train", *flags, "--seeds", "1,42,15213", "--out_dir",
+                        f"{out}/one"], env=env, cwd=repo, check=True, capture_output=True)
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-m", "grokking_nc_rf.train", *flags, "--seed", seed, "--threads",
+                                   "1", "--out_dir", f"{out}/three"], env=env, cwd=repo, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for seed in ("1", "42", "15213")]
+        if any(p.wait() for p in procs):
+            raise RuntimeError("a training process failed")
+        return one, time.perf_counter() - start
+
+
 def main(argv=None):
     parser = ArgumentParser(prog="python -m benchmarks.bench_grokking", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
     parser.add_argument("--repeats", type=int, default=15, help="timed step pairs (and matmul, record repeats)")
     parser.add_argument("--evals", type=int, default=5, help="timed evaluations per thread count")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 3, 8], help="stack sizes of the per-seed table")
+    parser.add_argument("--whole_run", type=int, default=0, help="also time whole CPU-preset runs of this many steps "
+                        "both ways (one process --seeds against three processes); 0: skip")
     args = parser.parse_args(argv)
+    if min(args.threads + [args.repeats, args.evals] + args.seeds) < 1 or args.whole_run < 0:
+        parser.error("--threads, --repeats, --evals and --seeds must be >= 1, --whole_run >= 0")
     print(f"torch {torch.__version__}, python {platform.python_version()}, CPU {platform.processor() or platform.machine()}")
     threads = torch.get_num_threads()
     try:
-        rows = [measure(t, args.repeats, args.evals) for t in args.threads]
+        rows = [measure(t, args.repeats, args.evals, args.seeds) for t in args.threads]
     finally:
         torch.set_num_threads(threads)
     print("\n" + markdown_table(
@@ -207,6 +270,21 @@ def main(argv=None):
         [[r["threads"], f"{1e3 * r['record_s']:.1f} ms", f"{r['eval_s']:.2f} s ({r['eval_gflop']:.1f})",
           f"{r['cpu'][0]:.1f} min ({r['cpu'][1]} evaluations)", f"{100 * r['cpu'][2]:.1f}%",
           f"{r['paper'][0]:.0f} min ({r['paper'][1]} evaluations)", f"{100 * r['paper'][2]:.1f}%"] for r in rows]))
+    print("\nSeeds as one model (train.py --seeds): the step of a stack of N seeds, each on its own batch of 512, "
+          "per seed; in brackets one seed alone / that\n")
+    print(markdown_table(
+        ["threads", "way", *(f"{n} seed{'s' if n > 1 else ''}: per seed" for n in args.seeds), "one seed alone",
+         "plain transformer"],
+        [[r["threads"], "batched matmuls" if batched else "per seed (train.py on a CPU)",
+          *(f"{1e3 * r['per_seed'][n, batched]:.1f} ms ({r['step_s'] / r['per_seed'][n, batched]:.2f}x)"
+            for n in args.seeds), f"{1e3 * r['step_s']:.1f} ms", f"{1e3 * r['plain_s']:.1f} ms"]
+         for r in rows for batched in (False, True)]))
+    if args.whole_run:
+        one, three = whole_run(args.whole_run)
+        print(f"\nWhole runs, the CPU preset's seeds 1, 42, 15213 for {args.whole_run} steps (evaluations scaled to "
+              f"match), portable kernels: one process with the seeds as one model, 2 threads: {one:.0f} s; three "
+              f"1-thread processes side by side (run_script.sh's default): {three:.0f} s; one process / three: "
+              f"{one / three:.2f}")
     print("\n" + markdown_table(["threads", *rows[0]["attention"]],
                                  [[r["threads"], *(f"{1e3 * t:.2f} ms" for t in r["attention"].values())]
                                   for r in rows]))

@@ -37,8 +37,10 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v  # (B, H, Tq, d_head)
 
 
-def shared_prefixes(tokens: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The distinct prefixes tokens[b, :p+1] of a batch, one packed row each.
+def shared_prefixes(tokens: Tensor, groups: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The distinct prefixes tokens[b, :p+1] of a batch, one packed row each; with `groups`, the batch is
+    consecutive groups of that many sequences (one per seed of a `SeedStack`) and prefixes of different
+    groups stay apart (within each position the rows come group by group).
 
     Under causal attention a position's state depends only on the prefix that ends there, so a
     prefix that many sequences share (in a + b = c: '<|eos|>', '<|eos|> a' and '<|eos|> a +' take
@@ -52,6 +54,8 @@ def shared_prefixes(tokens: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     width = int(tokens.max()) + 1
     token, position, rows = [], [], []
     parent, offset = tokens.new_zeros(batch), 0  # parent: the sequence's prefix among those of position p - 1
+    if groups is not None:  # a group's index leads the key: its prefixes never merge with another group's
+        parent = torch.arange(batch, device=tokens.device) // groups
     for p in range(length):
         distinct, parent = torch.unique(parent * width + tokens[:, p], return_inverse=True)
         token.append(distinct % width)
@@ -126,3 +130,125 @@ class Transformer(nn.Module):
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
+
+
+class SeedStack(nn.Module):
+    """S copies of a `Transformer`, one per seed, as one model: every parameter stacked along a leading seed
+    axis (one optimizer over the stacked tensors; AdamW updates each element on its own, so seed s takes the
+    step it takes alone), each seed on its own batch.
+
+    `SeedStack(models)` takes the models built one per seed (each initialised as a single-seed run builds
+    it); `unstack(s)` gives seed s back as a `Transformer` state dict, `load_seed` puts one in.
+
+    forward(tokens (S, B, T), positions) -> hidden states (S, B, len(positions), d); `unembed(hidden)` ->
+    logits. Two ways, the same function (tests/experiments/test_grokking.py):
+    - per seed (the default off CUDA): `Transformer.forward` with seed s's parameters, one seed after
+      another. Each seed's numbers are those of the seed alone, to the last bit, and on a CPU the matmuls
+      stay the BLAS calls of one model (batched matmuls over seeds measured slower here, mostly backward).
+    - batched (the default on CUDA, `batched=True`): the row-wise work as batched matmuls over the seeds,
+      each seed's distinct prefixes padded to the seed with the most: one kernel for all seeds where a GPU
+      would otherwise launch S small ones. Equal to the per-seed way up to float rounding.
+    """
+
+    def __init__(self, models: list[Transformer]) -> None:
+        super().__init__()
+        first = models[0]
+        self.n_seeds, self.n_heads, self.n_layers = len(models), first.blocks[0].n_heads, len(first.blocks)
+        self.register_buffer("positions", first.positions.clone(), persistent=False)
+        self.names = [name for name, _ in first.named_parameters()]
+        self.params = nn.ParameterDict({name.replace(".", "__"): nn.Parameter(torch.stack(
+            [dict(m.named_parameters())[name].detach() for m in models]).clone()) for name in self.names})
+        self._template = [first]  # the module whose forward runs with each seed's parameters (not registered)
+
+    def p(self, name: str) -> Tensor:
+        return self.params[name.replace(".", "__")]
+
+    def unstack(self, seed: int) -> dict[str, Tensor]:
+        """Seed `seed`'s parameters as the state dict of a `Transformer`."""
+        return {name: self.p(name)[seed].detach().clone() for name in self.names}
+
+    def load_seed(self, seed: int, state: dict[str, Tensor]) -> None:
+        """Put a `Transformer` state dict into slot `seed` of the stack."""
+        with torch.no_grad():
+            for name in self.names:
+                self.p(name)[seed].copy_(state[name])
+
+    def seed(self, s: int) -> dict[str, Tensor]:
+        """Seed s's parameters (views into the stack, with their graph) and buffers, by `Transformer` name."""
+        return {**{name: self.p(name)[s] for name in self.names}, "positions": self.positions}
+
+    def unembed(self, hidden: Tensor, batched: bool | None = None) -> Tensor:
+        """(S, B, T, d) -> (S, B, T, V): each seed's W_U."""
+        s, b, t, d = hidden.shape
+        if not (hidden.is_cuda if batched is None else batched):
+            return torch.stack([F.linear(hidden[i], self.p("unembed.weight")[i]) for i in range(s)])
+        return torch.bmm(hidden.reshape(s, b * t, d), self.p("unembed.weight").transpose(1, 2)).view(s, b, t, -1)
+
+    def forward(self, tokens: Tensor, positions: slice = slice(None), batched: bool | None = None) -> Tensor:
+        if not (tokens.is_cuda if batched is None else batched):
+            from torch.func import functional_call
+
+            return torch.stack([functional_call(self._template[0], self.seed(s), (tokens[s], positions))
+                                for s in range(len(tokens))])
+        seeds, batch, length = tokens.shape
+        token, position, rows, first = shared_prefixes(tokens.reshape(seeds * batch, length), groups=batch)
+        # rows of the packed prefixes, grouped by seed and padded: slot[r] = seed * R + (rank within its seed)
+        owner = torch.arange(seeds, device=tokens.device).repeat_interleave(batch)[first // length]
+        order = torch.argsort(owner, stable=True)
+        counts = torch.bincount(owner, minlength=seeds)
+        width_r = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=tokens.device)
+        slot = owner * width_r + rank - starts[owner]
+        padded_rows = slot[rows]  # (S * B, T): each sequence's prefix rows in the padded layout
+        padded_first = torch.zeros(seeds * width_r, dtype=torch.long, device=tokens.device)
+        padded_first[slot] = first
+        used = torch.zeros(seeds * width_r, dtype=torch.bool, device=tokens.device)
+        used[slot] = True
+        tok = torch.zeros(seeds * width_r, dtype=torch.long, device=tokens.device)
+        pos = torch.zeros_like(tok)
+        tok[slot], pos[slot] = token, position
+        embed = self.p("embed.weight")  # (S, V, d)
+        seed_of = torch.arange(seeds, device=tokens.device).repeat_interleave(width_r)
+        x = (embed[seed_of, tok] + self.positions[pos]).view(seeds, width_r, -1)
+        for i in range(self.n_layers):
+            last = i == self.n_layers - 1
+            x = self._block(i, x, padded_rows, padded_first, used, batch, positions if last else None)
+        return x.view(seeds, batch, -1, x.shape[-1])
+
+    def _linear(self, x: Tensor, name: str) -> Tensor:
+        return torch.bmm(x, self.p(name).transpose(1, 2))
+
+    def _norm(self, x: Tensor, name: str) -> Tensor:
+        normed = F.layer_norm(x, x.shape[-1:])
+        return torch.addcmul(self.p(f"{name}.bias")[:, None], normed, self.p(f"{name}.weight")[:, None])
+
+    def _block(self, i: int, x: Tensor, rows: Tensor, first: Tensor, used: Tensor, batch: int,
+               queries: slice | None) -> Tensor:
+        """`Block.forward` for every seed at once: x (S, R, d) padded rows; returns (S, R, d), or with
+        `queries` (S, B * Tq, d)."""
+        seeds, width_r, width = x.shape
+        length = rows.shape[1]
+        b = f"blocks.{i}."
+        heads = lambda t: t.view(seeds * batch, -1, self.n_heads, width // self.n_heads).transpose(1, 2)  # noqa: E731
+        by_sequence = lambda t, at: t.reshape(seeds * width_r, -1).index_select(0, at.flatten()).view(  # noqa: E731
+            seeds * batch, -1, t.shape[-1])
+        w_q, w_kv = self.p(b + "qkv.weight").split([width, 2 * width], dim=1)
+        if queries is None:
+            q, k, v = by_sequence(self._linear(x, b + "qkv.weight"), rows).chunk(3, dim=-1)
+        else:
+            k, v = by_sequence(torch.bmm(x, w_kv.transpose(1, 2)), rows).chunk(2, dim=-1)
+            x = x.reshape(seeds * width_r, width).index_select(0, rows[:, queries].flatten()).view(seeds, -1, width)
+            q = torch.bmm(x, w_q.transpose(1, 2))
+        positions = torch.arange(length, device=x.device)
+        query_positions = positions if queries is None else positions[queries]
+        att = _attention(heads(q), heads(k), heads(v), positions[None, :] <= query_positions[:, None])
+        att = att.transpose(1, 2).reshape(seeds * batch, -1, width)
+        if queries is None:  # back to the padded rows: one occurrence of each prefix; padding rows stay 0
+            flat = att.reshape(-1, width)
+            att = torch.where(used[:, None], flat.index_select(0, first), flat.new_zeros(())).view(seeds, width_r, width)
+        else:
+            att = att.reshape(seeds, -1, width)
+        x = self._norm(x + self._linear(att, b + "proj.weight"), b + "ln1")
+        return self._norm(x + self._linear(F.relu(self._linear(x, b + "ff.0.weight")), b + "ff.2.weight"), b + "ln2")

@@ -4,15 +4,20 @@
 #   sh grokking_nc_rf/run_script.sh --preset paper    # the original run: 1e5 steps per seed
 # Extra flags pass through to train.py and plot.py (e.g. --lr 3e-4 --steps 8000 --split unordered).
 # PYTHON selects the interpreter (default python3), e.g. PYTHON=.venv/bin/python.
-# PARALLEL=1 (the default) trains the seeds at the same time, one thread each, their lines prefixed by
-# the seed: on a 2-core CPU the CPU preset's main command is ~14% faster (grokking_nc_rf/README.md). PARALLEL=0:
-# one after another with torch's default thread count. A flag --threads N given here wins over both.
+# PARALLEL=1 (the default) trains the seeds at the same time, one process and one thread each, their lines
+# prefixed by the seed: on the 2-core CPU the fastest way (grokking_nc_rf/README.md). PARALLEL=0: one after
+# another with torch's default thread count. PARALLEL=model: all seeds in one process as one model
+# (train.py --seeds; each seed's rows are those of a run of it alone at the same thread count), the way for
+# a GPU. A flag --threads N given here wins.
 set -e
 cd "$(dirname "$0")/.."
 . common/plumbing/portable_kernels.sh
 PYTHON=${PYTHON:-python3}
 SEEDS=${SEEDS:-"1 42 15213"}
-if [ "${PARALLEL:-1}" = 0 ]; then
+case "${PARALLEL:=1}" in 0|1|model) ;; *) echo "error: PARALLEL must be 1, 0 or model, got '$PARALLEL'" >&2; exit 2 ;; esac
+if [ "$PARALLEL" = model ]; then
+    "$PYTHON" -m grokking_nc_rf.train --seeds "$(echo $SEEDS | tr ' ' ',')" "$@"
+elif [ "$PARALLEL" = 0 ]; then
     for seed in $SEEDS; do
         "$PYTHON" -m grokking_nc_rf.train --seed "$seed" "$@"
     done

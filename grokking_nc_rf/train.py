@@ -10,6 +10,7 @@ docs/original_code.md §2.4).
 
     python -m grokking_nc_rf.train --preset paper --seed 42   # the original run: 1e5 steps, lr 1e-4
     python -m grokking_nc_rf.train --preset cpu --seed 1      # same phenomenon in minutes on a CPU
+    python -m grokking_nc_rf.train --preset cpu --seeds 1,42,15213   # the seeds as one model in one process
 
 All seeds and the figures: `sh grokking_nc_rf/run_script.sh --preset cpu`.
 """
@@ -26,10 +27,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (POSITIVE, Diverged, Key, UsageError, RunLog, command_line, entry_point, epoch_generator,
-                    layer_alphas, log_grid_epochs, log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound, relative_flatness_exact,
-                    representativeness_terms)
+                    layer_alphas, log_grid_epochs, log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound,
+                    relative_flatness_exact, representativeness_terms, seed_everything)
 from grokking_nc_rf.data import ANSWER_POS, EOS_POS, equations, split_indices, vocab_size
-from grokking_nc_rf.model import Transformer
+from grokking_nc_rf.model import SeedStack, Transformer
+from grokking_nc_rf.seeds import SeedSlot, seed_runs, start_group
 
 RHS = slice(ANSWER_POS, EOS_POS + 1)  # the two right-hand-side positions the loss uses
 
@@ -81,6 +83,8 @@ RULES = [
 OPTIONS = {
     "save_features": Key(0, "keep the '=' features (float16) and W_U at N log-spaced evaluations in "
                             "<run>/features.npz; logits = features @ W_U^T (N=40: ~100 MB for p=97)"),
+    "seeds": Key("", "train these seeds (comma-separated, e.g. 1,42,15213) as one batched model in one process; "
+                     "each writes the run folder and rows a run of it alone (--seed) would"),
 }
 
 
@@ -111,13 +115,15 @@ def eval_steps(config, batches_per_epoch):
 
 
 @torch.no_grad()
-def forward_rhs(model, head, inputs, targets, chunk=512):
-    """Hidden states and logits at the two right-hand-side positions; loss and accuracy as the original.
-    Full batch, computed in chunks of 512 rows (2x faster on a CPU than one 4704-row pass)."""
-    hidden = torch.cat([model(inputs[i:i + chunk], RHS) for i in range(0, len(inputs), chunk)])  # (N, 2, d)
-    logits = head(hidden)  # (N, 2, V)
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-    acc = (logits.argmax(-1) == targets).all(1).float().mean()  # both RHS tokens right
+def forward_rhs(model, inputs, targets, chunk=512):
+    """Every seed's hidden states and logits at the two right-hand-side positions of one whole split, and its
+    loss and accuracy as the original: (S, N, 2, d), (S, N, 2, V), (S,), (S,). Computed in chunks of 512 rows
+    (2x faster on a CPU than one 4704-row pass)."""
+    seeds = model.n_seeds
+    hidden = torch.cat([model(inputs[i:i + chunk].expand(seeds, -1, -1), RHS) for i in range(0, len(inputs), chunk)], 1)
+    logits = model.unembed(hidden)
+    loss = torch.stack([F.cross_entropy(z.flatten(0, 1), targets.flatten()) for z in logits])
+    acc = torch.stack([(z.argmax(-1) == targets).all(1).float().mean() for z in logits])  # both RHS tokens right
     return hidden, logits, loss, acc
 
 
@@ -143,20 +149,33 @@ def record_step(window, slot, hidden, logits, targets, weight):
 
 
 @torch.no_grad()
-def evaluate(model, head, data, config):
-    """One row of metrics from one full-batch forward pass per split, and those passes
-    ({split: (hidden (N, 2, d), logits (N, 2, V))} at the right-hand-side positions).
-    Raises FloatingPointError when the training loss is not finite (divergence)."""
-    row, passes = {}, {}
+def evaluate(model, template, data, config):
+    """One row of metrics per seed of the stack from one full-batch forward pass per split, and those passes
+    ({split: (hidden (S, N, 2, d), logits (S, N, 2, V))} at the right-hand-side positions). A seed whose
+    training loss is not finite (divergence) gets None. `template`: a Transformer that takes each seed's
+    weights in turn, for HTSR alpha."""
+    passes, rows = {}, [{} for _ in range(model.n_seeds)]
     for split, (inputs, targets) in data.items():
-        hidden, logits, loss, acc = forward_rhs(model, head, inputs, targets)
+        hidden, logits, loss, acc = forward_rhs(model, inputs, targets)
         passes[split] = hidden, logits
-        row[f"{split}_loss"], row[f"{split}_acc"] = loss.item(), acc.item()
-    if not math.isfinite(row["train_loss"]):
-        raise FloatingPointError(row["train_loss"])
+        for row, value, right in zip(rows, loss.tolist(), acc.tolist()):
+            row[f"{split}_loss"], row[f"{split}_acc"] = value, right
+    for s, row in enumerate(rows):
+        if not math.isfinite(row["train_loss"]):
+            rows[s] = None
+            continue
+        template.load_state_dict(model.unstack(s))
+        row.update(seed_metrics(template, {split: (h[s], z[s]) for split, (h, z) in passes.items()}, data, config))
+    return rows, passes
+
+
+@torch.no_grad()
+def seed_metrics(model, passes, data, config):
+    """The metrics of one seed from its passes ({split: (hidden (N, 2, d), logits (N, 2, V))})."""
+    row = {}
     # In float32 (the closed forms keep rounding-level relative error) except NC1-NC4: NC1's
     # pseudo-inverse of the between-class covariance needs float64.
-    w_u = head.weight  # (V, d) the unembedding W_U, all vocabulary rows
+    w_u = model.unembed.weight  # (V, d) the unembedding W_U, all vocabulary rows
     # Measured where the answer is predicted: the hidden state at '=' (N, d), its logits (N, V), and the
     # answer tokens (N,) as class labels.
     at_eq = {split: passes[split][0][:, 0] for split in data}
@@ -184,7 +203,7 @@ def evaluate(model, head, data, config):
         for weights, key in (("normalised", prefix), ("as_given", prefix + "_as_given")):
             row[key + "_kde"] = terms[f"kde_{kernel}_{weights}"].item()
             row[key] = row["representativeness_val_loss"] - row[key + "_kde"]
-    return row, passes
+    return row
 
 
 def pack_features(run_dir: Path) -> None:
@@ -205,7 +224,8 @@ def pack_features(run_dir: Path) -> None:
 @entry_point
 def main(argv=None):
     run = parse_args(argv)
-    args, config, run_dir, device = run
+    runs = seed_runs(argv, run, parse_args)
+    args, config, _, device = run
     run.setup()
 
     # Data: all equations on the device, split by the data seed (independent of the model seed).
@@ -218,80 +238,110 @@ def main(argv=None):
     batch_size = min(config["batch_size"], math.ceil(n_train / 2))  # the original's default rule
     batches_per_epoch = math.ceil(n_train / batch_size)
 
-    model = Transformer(vocab_size(config["modulus"]), config["d_model"], config["n_layers"],
-                        config["n_heads"], 4 * config["d_model"]).to(device)
-    head = model.unembed  # W_U: the layer NCC and relative flatness are measured at (taken before any wrapping)
-    # AdamW with decoupled decay on every parameter, linear warm-up from 0 (docs/original_code.md §2.3).
+    # One model per seed, each initialised as a run of that seed alone, trained as one SeedStack (one seed:
+    # a stack of one); seeds whose runs have finished are left out.
+    logs, rows_done = [], {}
+    for r in runs:
+        log = RunLog(r.run_dir, r.config, argv=command_line(argv), device=str(device), experiment=r.experiment)
+        if log.finished:
+            print(f"{r.run_dir}: already finished; nothing to do")
+            rows_done[r.config["seed"]] = log.rows_and_close()
+        else:
+            logs.append((r, log))
+    if not logs:
+        return rows_done[config["seed"]] if len(runs) == 1 else rows_done
+    models = []
+    for r, _ in logs:
+        seed_everything(r.config["seed"])
+        models.append(Transformer(vocab_size(config["modulus"]), config["d_model"], config["n_layers"],
+                                  config["n_heads"], 4 * config["d_model"]).to(device))
+    model, template = SeedStack(models).to(device), models[0]
+    # AdamW with decoupled decay on every parameter, linear warm-up from 0 (docs/original_code.md §2.3): it
+    # updates each element on its own, so each seed of the stack takes the step it takes alone.
     # fused=True: one kernel for the whole update (CPU and CUDA), the same arithmetic as the per-tensor loop.
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], betas=(config["beta1"], config["beta2"]),
                                   eps=1e-8, weight_decay=config["weight_decay"], fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / config["warmup_steps"], 1.0)
                                                   if config["warmup_steps"] > 0 else 1.0)
-
-    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device), experiment=run.experiment)
-    state = log.start(model, optimizer, scheduler, map_location=device, unit="step")
-    if state is None:
-        return log.rows_and_close()
-    step = state["step"]
-    times = state["extra"].get("times", {"train_s": 0.0, "eval_s": 0.0})
+    slots = [SeedSlot(model, optimizer, s) for s in range(len(logs))]
+    states = start_group([log for _, log in logs], slots, scheduler, device)
+    step = states[0]["step"]
+    times = states[0]["extra"].get("times", {"train_s": 0.0, "eval_s": 0.0})
     # Fig. 1's train side: the original's values over the last epoch's in-training forward passes.
-    window = state["extra"].get("window") or new_window(batches_per_epoch, batch_size, config["d_model"])
-    window = {k: v.to(device) for k, v in window.items()}
+    windows = [{k: v.to(device) for k, v in (state["extra"].get("window") or
+                                              new_window(batches_per_epoch, batch_size, config["d_model"])).items()}
+               for state in states]
+    saved = [None] * len(logs)  # each seed's last checkpoint, kept inside the next (start_group's way back)
+    active, failures = list(range(len(logs))), []
     schedule = eval_steps(config, batches_per_epoch)
     picks = np.geomspace(1, len(schedule), args.save_features).round().astype(int) - 1 if args.save_features else []
     save_at = {schedule[i] for i in picks}
-    print(f"{n_train} train / {len(val_idx)} val equations, batch {batch_size}, {len(schedule)} evaluations")
+    print(f"{n_train} train / {len(val_idx)} val equations, batch {batch_size}, {len(schedule)} evaluations"
+          + (f", seeds {', '.join(str(r.config['seed']) for r, _ in logs)} as one model" if len(runs) > 1 else ""))
 
-    def evaluate_and_log():
+    def evaluate_and_log(append):
         start = time.perf_counter()
-        try:
-            metrics, out = evaluate(model, head, data, config)
-        except FloatingPointError as loss:  # checked at evaluations only: no host sync in the step loop
-            bar.close()
-            log.close()
-            raise Diverged(f"training loss {loss} at step {step}; the last good checkpoint (the previous "
-                           f"evaluation) is kept in {run_dir}; try a smaller --lr") from None
-        row = {"step": step, "epoch": step / batches_per_epoch, "lr": scheduler.get_last_lr()[0], **metrics}
-        if step:  # mean over the samples of the last min(step, batches_per_epoch) steps
-            rf_sum, correct, seen = window["sums"].sum(0).tolist()
-            used = window["labels"] >= 0
-            row.update(train_rf_original_running=rf_sum / seen, train_acc_running=correct / seen,
-                       train_ncc_running=ncc(window["features"][used], window["labels"][used]).item())
-        else:  # no step yet: the values at initialisation, as a train-mode pass gives them (no dropout)
-            row.update(train_rf_original_running=metrics["train_rf_original"], train_acc_running=metrics["train_acc"],
-                       train_ncc_running=metrics["train_ncc"])
-        log.append(row)
-        if step in save_at:
-            (run_dir / "features").mkdir(exist_ok=True)
-            torch.save({"step": step, "unembedding": head.weight.detach().cpu().clone(),
-                        "features": torch.cat([out[s][0][:, 0] for s in ("train", "val")]).half().cpu(),
-                        "labels": torch.cat([data[s][1][:, 0] for s in ("train", "val")]).short().cpu(),
-                        "is_train": torch.arange(n_train + len(val_idx)) < n_train},
-                       run_dir / "features" / f"step_{step}.pt")
+        rows, out = evaluate(model, template, data, config)
+        for s in list(active):
+            r, log = logs[s]
+            if rows[s] is None:  # checked at evaluations only: no host sync in the step loop; this seed stops
+                failures.append(f"{'seed %d: ' % r.config['seed'] if len(logs) > 1 else ''}training loss not finite "
+                                f"at step {step}; the last good checkpoint (the previous evaluation) is kept in "
+                                f"{r.run_dir}; try a smaller --lr")
+                if len(logs) > 1:
+                    print(f"{failures[-1]}; the other seeds go on", flush=True)
+                active.remove(s)
+                log.close()
+                continue
+            row = {"step": step, "epoch": step / batches_per_epoch, "lr": scheduler.get_last_lr()[0], **rows[s]}
+            if step:  # mean over the samples of the last min(step, batches_per_epoch) steps
+                rf_sum, correct, seen = windows[s]["sums"].sum(0).tolist()
+                used = windows[s]["labels"] >= 0
+                row.update(train_rf_original_running=rf_sum / seen, train_acc_running=correct / seen,
+                           train_ncc_running=ncc(windows[s]["features"][used], windows[s]["labels"][used]).item())
+            else:  # no step yet: the values at initialisation, as a train-mode pass gives them (no dropout)
+                row.update(train_rf_original_running=row["train_rf_original"], train_acc_running=row["train_acc"],
+                           train_ncc_running=row["train_ncc"])
+            rows[s] = row
+            if append[s]:
+                log.append(row)
+            if step in save_at:
+                (r.run_dir / "features").mkdir(exist_ok=True)
+                torch.save({"step": step, "unembedding": model.p("unembed.weight")[s].detach().cpu().clone(),
+                            "features": torch.cat([out[split][0][s, :, 0] for split in ("train", "val")]).half().cpu(),
+                            "labels": torch.cat([data[split][1][:, 0] for split in ("train", "val")]).short().cpu(),
+                            "is_train": torch.arange(n_train + len(val_idx)) < n_train},
+                           r.run_dir / "features" / f"step_{step}.pt")
         times["eval_s"] += time.perf_counter() - start
-        log.save_checkpoint(step, model, optimizer, scheduler, times=times,
-                            window={k: v.cpu() for k, v in window.items()})
-        return row
+        for s in active:
+            state = logs[s][1].save_checkpoint(step, slots[s].model, slots[s].optimizer, scheduler, times=times,
+                                               window={k: v.cpu() for k, v in windows[s].items()}, previous=saved[s])
+            saved[s] = {**state, "extra": {k: v for k, v in state["extra"].items() if k != "previous"}}
+        return rows
 
     bar = tqdm(total=config["steps"], initial=step, disable=not run.progress, dynamic_ncols=True, unit="step")
-    if step == 0:
-        evaluate_and_log()
+    if step == 0:  # the initialisation's row, for the seeds that have none yet
+        evaluate_and_log([state.get("log_offset") is None for state in states])
     pending = [s for s in schedule if s > step]
-    order = None
-    while step < config["steps"]:
+    orders = None
+    seeds = [r.config["seed"] for r, _ in logs]
+    while step < config["steps"] and active:
         start = time.perf_counter()
         epoch, batch = divmod(step, batches_per_epoch)
-        if order is None or batch == 0:  # one permutation per epoch from (seed, epoch): the same after a resume
-            order = torch.randperm(n_train, generator=epoch_generator(config["seed"], epoch)).to(device)
-        idx = order[batch * batch_size:(batch + 1) * batch_size]
-        x, y = data["train"][0][idx], data["train"][1][idx]
-        hidden = model(x, RHS)  # (B, 2, d): the last block only where the loss is
-        logits = head(hidden)  # (B, 2, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if orders is None or batch == 0:  # one permutation per seed and epoch, from (seed, epoch): the same on resume
+            orders = torch.stack([torch.randperm(n_train, generator=epoch_generator(seed, epoch))
+                                  for seed in seeds]).to(device)
+        idx = orders[:, batch * batch_size:(batch + 1) * batch_size]  # (S, B)
+        x, y = data["train"][0][idx], data["train"][1][idx]  # (S, B, 6), (S, B, 2)
+        hidden = model(x, RHS)  # (S, B, 2, d): the last block only where the loss is
+        logits = model.unembed(hidden)  # (S, B, 2, V)
+        losses = torch.stack([F.cross_entropy(z.flatten(0, 1), t.flatten()) for z, t in zip(logits, y)])
         if pending and step >= pending[0] - batches_per_epoch:  # only the steps the next evaluation reads
-            record_step(window, step % batches_per_epoch, hidden, logits, y, head.weight)
+            for s in active:
+                record_step(windows[s], step % batches_per_epoch, hidden[s], logits[s], y[s],
+                            model.p("unembed.weight")[s])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()  # each seed's parameters get the gradient of its own loss
         optimizer.step()
         scheduler.step()
         step += 1
@@ -299,22 +349,30 @@ def main(argv=None):
         times["train_s"] += time.perf_counter() - start
         if pending and step == pending[0]:
             pending.pop(0)
-            row = evaluate_and_log()
-            line = "  ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc",
-                                                          "train_ncc_running", "train_rf_original_running", "representativeness"))
-            if run.progress:
-                bar.set_postfix_str(line.replace("train_rf_original_running", "rf").replace("train_ncc_running", "ncc")
-                                    .replace("representativeness", "rep"))
-            else:
-                print(f"step {step:>6}  {line}", flush=True)
+            rows = evaluate_and_log([True] * len(logs))
+            for s in active:
+                line = "  ".join(f"{k} {rows[s][k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc",
+                                                                   "train_ncc_running", "train_rf_original_running",
+                                                                   "representativeness"))
+                who = f"seed {seeds[s]}  " if len(logs) > 1 else ""
+                if run.progress:
+                    bar.set_postfix_str(who + line.replace("train_rf_original_running", "rf")
+                                        .replace("train_ncc_running", "ncc").replace("representativeness", "rep"))
+                else:
+                    print(f"{who}step {step:>6}  {line}", flush=True)
     bar.close()
     summary = {"steps": step, **times, "eval_fraction": times["eval_s"] / max(1e-9, times["train_s"] + times["eval_s"]),
-               "steps_per_s_train": step / max(1e-9, times["train_s"])}
-    pack_features(run_dir)
-    log.mark_finished(summary)
-    print(f"{run_dir}: done; train {times['train_s']:.0f} s, evaluation {times['eval_s']:.0f} s "
-          f"({100 * summary['eval_fraction']:.1f}% of the time)")
-    return log.rows_and_close()
+               "steps_per_s_train": step / max(1e-9, times["train_s"]), "seeds_in_process": len(logs)}
+    for s in active:
+        r, log = logs[s]
+        pack_features(r.run_dir)
+        log.mark_finished(summary)
+        print(f"{r.run_dir}: done; train {times['train_s']:.0f} s, evaluation {times['eval_s']:.0f} s "
+              f"({100 * summary['eval_fraction']:.1f}% of the time)")
+        rows_done[r.config["seed"]] = log.rows_and_close()
+    if failures:
+        raise Diverged("; ".join(failures))
+    return rows_done[config["seed"]] if len(runs) == 1 else rows_done
 
 
 if __name__ == "__main__":

@@ -143,13 +143,14 @@ class RunLog:
 
     # Checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: Any = None, **extra: Any) -> None:
+                        scheduler: Any = None, **extra: Any) -> dict:
         """Atomically save model, optimizer, scheduler, all RNG states, `step`, the log offset and
-        `extra` (anything picklable)."""
+        `extra` (anything picklable); returns the saved dict."""
         state = {"step": step, "log_offset": self.offset, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "rng": get_rng_state(), "extra": extra,
                  "scheduler": scheduler.state_dict() if scheduler is not None else None}
         save_checkpoint(self.checkpoint_path, state)
+        return state
 
     def start(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None,
               map_location: str | torch.device = "cpu", unit: str = "epoch") -> dict | None:

@@ -18,7 +18,7 @@ def test_plain_transformer_is_the_same_model():
 
 def test_bench_grokking_runs_and_prints_its_table(capsys):
     threads = torch.get_num_threads()
-    rows = bench_grokking.main(["--threads", "1", "--repeats", "1", "--evals", "1"])
+    rows = bench_grokking.main(["--threads", "1", "--repeats", "1", "--evals", "1", "--seeds", "1", "2", "--whole_run", "8"])
     assert torch.get_num_threads() == threads  # restored
     out = capsys.readouterr().out
     assert "speed-up" in out and "paper preset" in out and len(rows) == 1
@@ -26,3 +26,5 @@ def test_bench_grokking_runs_and_prints_its_table(capsys):
     assert row["step_s"] > 0 and row["plain_s"] > 0 and row["eval_s"] > 0
     assert row["plain_gflop"] > row["gflop"] > 1  # the shared prefixes and the shortcut do less work
     assert 0 < row["cpu"][2] < 1 and row["paper"][1] == 622
+    assert "Seeds as one model" in out and set(row["per_seed"]) == {(1, False), (1, True), (2, False), (2, True)}
+    assert min(row["per_seed"].values()) > 0 and "one process / three" in out

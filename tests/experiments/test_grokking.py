@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from common import ncc, read_metrics
 from grokking_nc_rf import plot, train
@@ -181,6 +182,36 @@ def test_model_matches_a_plain_causal_transformer():
     assert torch.equal(rows.flatten()[first], torch.arange(len(token)))
 
 
+def test_seed_stack_is_its_models_side_by_side():
+    """A SeedStack of 3 models, each seed on its own batch (repeated sequences, different prefix counts), gives
+    each model's hidden states (per seed: the same bits; batched over seeds: equal to rounding, float64), its
+    logits and gradients under the summed loss (batched), and its parameters back; the single-model packing is
+    unchanged by the grouping."""
+    from grokking_nc_rf.model import SeedStack, Transformer, shared_prefixes
+
+    models = []
+    for seed in (1, 42, 15213):
+        torch.manual_seed(seed)
+        models.append(Transformer(vocab_size(11)).double())
+    stack = SeedStack(models)
+    tokens = equations(11)[0]
+    batches = torch.stack([tokens[:40], torch.cat([tokens[50:70], tokens[50:70]]), torch.randint(0, 4, (40, 6))])
+    for positions in (slice(None), train.RHS):
+        for s, model in enumerate(models):
+            assert torch.equal(stack(batches, positions)[s], model(batches[s], positions))  # per seed: to the bit
+            assert torch.allclose(stack(batches, positions, batched=True)[s], model(batches[s], positions), atol=1e-12)
+    targets = torch.randint(0, vocab_size(11), (3, 40, 2))
+    logits = stack.unembed(stack(batches, train.RHS, batched=True), batched=True)
+    F.cross_entropy(logits.flatten(1, 2).transpose(1, 2), targets.flatten(1), reduction="none").mean(1).sum().backward()
+    for s, model in enumerate(models):
+        loss = F.cross_entropy(model.unembed(model(batches[s], train.RHS)).flatten(0, 1), targets[s].flatten())
+        loss.backward()
+        for name, param in model.named_parameters():
+            assert torch.allclose(stack.p(name).grad[s], param.grad, atol=1e-10), name
+        assert all(torch.equal(v, dict(model.named_parameters())[k]) for k, v in stack.unstack(s).items())
+    assert torch.equal(shared_prefixes(tokens[:40])[2], shared_prefixes(tokens[:40], groups=40)[2])
+
+
 def test_training_matches_a_plain_reference_loop(tmp_path):
     """train.py's step (shared prefixes, last-block shortcut, fused AdamW, Fig. 1's values recorded only for
     the steps an evaluation reads) changes no number beyond float tolerance: 12 steps of a plain loop (the
@@ -239,10 +270,11 @@ def test_save_features_packs_one_file(tmp_path):
     assert not (run_dir / "features").exists()
 
 
-@pytest.mark.parametrize("parallel", ["1", "0"])
+@pytest.mark.parametrize("parallel", ["model", "1", "0"])
 def test_run_script_rows_equal_single_seed_runs(tmp_path, parallel):
-    """run_script.sh trains the seeds side by side (PARALLEL=1, one thread each) or one after another; each
-    seed's rows equal those of the same seed run alone, and the plot step runs. A failing seed fails the script."""
+    """run_script.sh trains the seeds side by side (PARALLEL=1, one thread each), one after another, or as one
+    model in one process (PARALLEL=model: --seeds); each seed's rows equal those of the same seed run alone (one
+    thread), and the plot step runs. A failing seed fails the script; a bad PARALLEL is one line."""
     import os
     import subprocess
     import sys
@@ -265,6 +297,9 @@ def test_run_script_rows_equal_single_seed_runs(tmp_path, parallel):
     failing = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags, "--steps", "0"],
                              env=env, capture_output=True, text=True)
     assert failing.returncode == 2 and "--steps" in failing.stdout + failing.stderr
+    bad = subprocess.run(["sh", str(REPO / "grokking_nc_rf" / "run_script.sh"), *flags], env={**env, "PARALLEL": "2"},
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "PARALLEL must be 1, 0 or model" in bad.stderr
 
 
 def test_portable_kernel_setting_repeats_rows_and_is_recorded(tmp_path):
@@ -297,3 +332,120 @@ def test_portable_kernel_setting_repeats_rows_and_is_recorded(tmp_path):
     bad = subprocess.run(["sh", "-c", ". common/plumbing/portable_kernels.sh"], cwd=REPO, env={**env, "KERNELS": "fast"},
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "KERNELS must be portable or native" in bad.stderr
+
+
+SEEDS_FLAGS = ["--preset", "cpu", "--modulus", "23", "--steps", "300", "--eval_points", "12", "--batch_size", "32",
+               "--threads", "1", "--no_progress"]
+
+
+def _values(rows):
+    return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in rows]
+
+
+@pytest.mark.parametrize("seeds", ["1,42", "1,42,15213"])
+def test_seeds_as_one_model_give_the_rows_of_each_seed_alone(seeds, tmp_path):
+    """--seeds trains the seeds as one SeedStack in one process; each seed writes the run folder of a run of it
+    alone, with the same rows over 300 steps (12 evaluations). Tolerance: none at one thread, where every seed's
+    slice of each batched matmul runs the kernel of a stack of one (measured: bitwise equal); other thread counts
+    or kernels may round differently, like any rerun (grokking_nc_rf/README.md)."""
+    group = train.main(SEEDS_FLAGS + ["--seeds", seeds, "--out_dir", str(tmp_path / "group")])
+    assert sorted(group) == sorted(int(s) for s in seeds.split(","))
+    for seed in group:
+        alone = train.main(SEEDS_FLAGS + ["--seed", str(seed), "--out_dir", str(tmp_path / "alone")])
+        assert len(alone) == 13 and _values(group[seed]) == _values(alone)
+        run_dir = train.parse_args(SEEDS_FLAGS + ["--seed", str(seed), "--out_dir", str(tmp_path / "group")]).run_dir
+        assert _values(read_metrics(run_dir / "metrics.jsonl")) == _values(alone)
+        record = json.loads((run_dir / "config.json").read_text())
+        assert record["config"]["seed"] == seed and "seeds" not in record["config"]
+    assert _values(group[1]) != _values(group[42])  # the seeds are different runs
+
+
+def test_seeds_resume_after_a_kill_between_their_checkpoints_and_a_finished_seed_is_left_out(tmp_path, monkeypatch):
+    """A group killed after the first seed's checkpoint of an evaluation and before the second's resumes one
+    evaluation back for the first (the checkpoint it keeps) and ends with the rows of an uninterrupted group;
+    a seed that finished alone is not trained again; a seed trained in a group resumes alone."""
+    from common import RunLog
+
+    flags = SEEDS_FLAGS + ["--steps", "120", "--eval_points", "6"]
+    reference = train.main(flags + ["--seeds", "3,4", "--out_dir", str(tmp_path / "ref")])
+    real, calls = RunLog.save_checkpoint, []
+
+    def killed(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 8:  # the 4th evaluation: seed 3's checkpoint written, seed 4's not
+            raise KeyboardInterrupt
+        return real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(RunLog, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(flags + ["--seeds", "3,4", "--out_dir", str(tmp_path / "run")])
+    monkeypatch.setattr(RunLog, "save_checkpoint", real)
+    steps = {seed: torch.load(train.parse_args(flags + ["--seed", str(seed), "--out_dir", str(tmp_path / "run")])
+                              .run_dir / "checkpoint.pt", weights_only=False)["step"] for seed in (3, 4)}
+    assert steps[3] > steps[4]
+    resumed = train.main(flags + ["--seeds", "3,4", "--out_dir", str(tmp_path / "run")])
+    assert all(_values(resumed[seed]) == _values(reference[seed]) for seed in (3, 4))
+    # seed 5 finished alone: the group trains seed 6 only; seed 6 killed in a group resumes alone
+    alone = train.main(flags + ["--seed", "5", "--out_dir", str(tmp_path / "mixed")])
+    assert _values(train.main(flags + ["--seeds", "5,6", "--out_dir", str(tmp_path / "mixed")])[5]) == _values(alone)
+    calls.clear()
+    monkeypatch.setattr(RunLog, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(flags + ["--seeds", "7,8", "--out_dir", str(tmp_path / "split")])
+    monkeypatch.setattr(RunLog, "save_checkpoint", real)
+    seven = train.main(flags + ["--seed", "7", "--out_dir", str(tmp_path / "split")])
+    assert _values(seven) == _values(train.main(flags + ["--seed", "7", "--out_dir", str(tmp_path / "seven")]))
+
+
+def test_one_diverging_seed_stops_alone_and_bad_seeds_are_one_line(tmp_path, monkeypatch, capsys):
+    """A seed whose training loss turns NaN stops at the next evaluation with its message, the others finish
+    with their own rows, and the process exits 1; malformed --seeds exit 2 with one line, writing nothing."""
+    flags = SEEDS_FLAGS + ["--steps", "60", "--eval_points", "4"]
+    clean = train.main(flags + ["--seeds", "1,2", "--out_dir", str(tmp_path / "clean")])
+    real, calls = F.cross_entropy, []
+
+    def failing(logits, *args, **kwargs):  # train.py takes each seed's loss in turn: seed 2's from step 20 on
+        loss = real(logits, *args, **kwargs)
+        if torch.is_grad_enabled() and logits.requires_grad:
+            calls.append(1)
+            if len(calls) % 2 == 0 and len(calls) // 2 > 20:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(F, "cross_entropy", failing)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        train.main(flags + ["--seeds", "1,2", "--out_dir", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 1 and err.count("\n") == 1 and "seed 2: training loss not finite" in err
+    assert "seed 2: training loss not finite" in out and "the other seeds go on" in out
+    monkeypatch.setattr(F, "cross_entropy", real)
+    one = train.parse_args(flags + ["--seed", "1", "--out_dir", str(tmp_path / "run")]).run_dir
+    two = train.parse_args(flags + ["--seed", "2", "--out_dir", str(tmp_path / "run")]).run_dir
+    assert _values(read_metrics(one / "metrics.jsonl")) == _values(clean[1]) and (one / "finished.json").exists()
+    rows = read_metrics(two / "metrics.jsonl")
+    assert 0 < len(rows) < len(clean[2]) and _values(rows) == _values(clean[2][:len(rows)])
+    for bad, message in ((["--seeds", "1,x"], "--seeds must be comma-separated integers"),
+                         (["--seeds", "3,3"], "names a seed twice"),
+                         (["--seeds", "1,2", "--seed", "5"], "give --seed or --seeds, not both")):
+        with pytest.raises(SystemExit) as exc:
+            train.main(flags + bad + ["--out_dir", str(tmp_path / "bad")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_run_killed_right_after_its_first_checkpoint_logs_step_0_once(tmp_path, monkeypatch):
+    """Killed after the initialisation's row and checkpoint, before the first step: the resumed run does not
+    write the step-0 row again, and ends with the rows of an uninterrupted run."""
+    flags = TINY + ["--steps", "20", "--eval_points", "3"]
+    reference = train.main(flags + ["--out_dir", str(tmp_path / "ref")])
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(flags + ["--out_dir", str(tmp_path / "run")])
+    monkeypatch.undo()
+    assert _values(train.main(flags + ["--out_dir", str(tmp_path / "run")])) == _values(reference)
