@@ -33,7 +33,8 @@ from .plumbing.cli import UsageError, entry_point
 from .plumbing.tables import markdown_table
 from .plumbing.runlog import load_runs
 
-__all__ = ["Event", "REFERENCE", "find_event", "onsets", "onset_table", "summary", "generic_events", "events_of", "main"]
+__all__ = ["Event", "REFERENCE", "find_event", "onsets", "onset_table", "summary", "generic_events", "events_of", "experiments_in",
+           "declared", "main"]
 
 @dataclass(frozen=True)
 class Event:
@@ -193,30 +194,37 @@ def generic_events(frame) -> list[Event]:
     return [Event(f"{m} {kind}", m, kind) for m in metrics for kind in ("max", "min")]
 
 
-def experiment_events(name: str) -> list[Event] | None:
-    """The `EVENTS` of experiment `name` (its plot module's), or None when it declares none."""
+def experiments_in(frame) -> list[str]:
+    """The experiments of the runs of a `load_runs` frame (each run's config.json names it), sorted."""
+    return sorted(frame["experiment"].dropna().unique()) if "experiment" in frame else []
+
+
+def declared(experiment: str, name: str, default=None):
+    """What <experiment>/plot.py declares as `name` (`FIGURES`, `EVENTS`), or `default` when the experiment has
+    no plot module (or none importable from here) or declares no such name. How common.plot and this module
+    find an experiment's figures and events."""
     try:
-        module = importlib.import_module(f"{name}.plot")
+        module = importlib.import_module(f"{experiment}.plot")
     except ModuleNotFoundError as err:
-        if err.name not in (name, f"{name}.plot"):
+        if err.name not in (experiment, f"{experiment}.plot"):
             raise
-        return None
-    return getattr(module, "EVENTS", None)
+        return default
+    return getattr(module, name, default)
 
 
 def events_of(frame, name: str | None = None) -> list[Event]:
     """The events for the runs of `frame`: experiment `name`'s (its `EVENTS`), else those of the runs'
     experiment; `generic_events` when it declares none or `name` is "generic"."""
     if name is None:
-        found = sorted(frame["experiment"].dropna().unique()) if "experiment" in frame else []
+        found = experiments_in(frame)
         if len(found) > 1:
             raise UsageError(f"the runs are of several experiments ({', '.join(found)}); give a folder of one, or "
                              f"--events NAME")
         name = found[0] if found else "generic"
     if name == "generic":
         return generic_events(frame)
-    events = experiment_events(name)
-    if events is None and name not in set(frame.get("experiment", [])):
+    events = declared(name, "EVENTS")
+    if events is None and name not in experiments_in(frame):
         raise UsageError(f"--events {name}: no experiment {name} declares onset events (its plot.py's EVENTS); "
                          f"give an experiment folder that does, or generic")
     return events if events is not None else generic_events(frame)

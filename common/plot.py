@@ -21,7 +21,6 @@ scaled to [0, 1] over its run, with the onsets of common.analysis marked. Writes
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 import matplotlib
@@ -30,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .analysis import REFERENCE, Event, onsets, runs_under  # noqa: E402
+from .analysis import REFERENCE, Event, declared, experiments_in, onsets, runs_under  # noqa: E402
 from .plumbing.cli import UsageError, entry_point  # noqa: E402
 from .plumbing.tables import run_groups  # noqa: E402
 
@@ -82,14 +81,8 @@ def figures_of(frame) -> dict:
     runs, and the `FIGURES` of each of their experiments' plot module (<experiment>/plot.py)."""
     offered = {"signals": lambda rows, root: signals_figure(
         rows, f"The signals of the three papers on one step axis ({root})", root)}
-    for experiment in sorted(frame["experiment"].dropna().unique()) if "experiment" in frame else []:
-        try:
-            module = importlib.import_module(f"{experiment}.plot")
-        except ModuleNotFoundError as err:
-            if err.name not in (experiment, f"{experiment}.plot"):
-                raise
-            continue  # an experiment without figures (or not importable from here): signals only
-        for name, draw in getattr(module, "FIGURES", {}).items():
+    for experiment in experiments_in(frame):  # an experiment without a plot module or FIGURES: signals only
+        for name, draw in declared(experiment, "FIGURES", {}).items():
             if name in offered:
                 raise UsageError(f"figure {name} is offered by two experiments of the runs; give a folder that "
                                  f"holds the runs of one")
@@ -106,7 +99,7 @@ def make_figure(name: str, frame, root: Path):
     """The Figure `name` from the rows of every run under `root` (the function its experiment offers)."""
     offered = figures_of(frame)
     if name not in offered:
-        experiments = ", ".join(sorted(frame["experiment"].dropna().unique())) if "experiment" in frame else "unknown"
+        experiments = ", ".join(experiments_in(frame)) or "unknown"
         raise UsageError(f"the runs under {root} (experiment: {experiments}) offer no figure {name}; "
                          f"--figure must be one of: {', '.join(sorted(offered))}")
     return offered[name](frame, root)
