@@ -17,6 +17,12 @@ The step's FLOPs are counted by torch.utils.flop_counter; the matmul floor is th
 attention (forward and backward) written three ways. The presets'
 wall times add their steps, recorded steps and evaluations (checkpoints and log rows not included).
 The model is at initialisation: step and evaluation cost do not depend on the weights.
+
+Last, the floor of the README's main command on this machine (`--main_command` also times ours, about 9
+minutes; `--install` adds a fresh `pip install -q -r requirements.txt`): the training steps' and evaluations'
+FLOPs of the CPU preset's three seeds at the matmul rate of one thread per core (run_script.sh trains the
+seeds as 1-thread processes side by side), plus the install and the plotting, which have no FLOP floor and
+count at our own time.
 """
 
 from __future__ import annotations
@@ -141,27 +147,42 @@ def seed_steps(config, data, seeds: int, batched: bool = False):
 
 
 def attention_variants(repeats: int) -> dict:
-    """Seconds of forward + backward of the first block's attention, (512, 4, 6, 32) inputs, three ways."""
-    from grokking_nc_rf.model import _attention
+    """Seconds of forward + backward of one block's attention, four ways, for the first block (queries at all
+    6 positions) and the last (queries at the 2 right-hand-side positions): q (512, Tq, 128), k and v
+    (512, 6, 128), 4 heads, as the projections give them."""
+    from grokking_nc_rf.model import causal_attention
+
+    def split(t):
+        return t.view(len(t), -1, 4, 32).transpose(1, 2)
+
+    def merge(t):
+        return t.transpose(1, 2).reshape(-1, 128)
+
+    def per_sequence(q, k, v, mask):  # model.py before: one (Tq, 32) @ (32, 6) product per sequence and head
+        scores = split(q) @ split(k).transpose(-1, -2) / math.sqrt(32)
+        return merge(scores.masked_fill(~mask, float("-inf")).softmax(-1) @ split(v))
 
     def broadcast(q, k, v, mask):  # earlier versions of model.py
-        scores = (q[..., :, None, :] * k[..., None, :, :]).sum(-1) / math.sqrt(q.shape[-1])
-        return (scores.masked_fill(~mask, float("-inf")).softmax(-1)[..., None] * v[..., None, :, :]).sum(-2)
+        q, k, v = split(q), split(k), split(v)
+        scores = (q[..., :, None, :] * k[..., None, :, :]).sum(-1) / math.sqrt(32)
+        return merge((scores.masked_fill(~mask, float("-inf")).softmax(-1)[..., None] * v[..., None, :, :]).sum(-2))
 
     def sdpa(q, k, v, mask):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return merge(F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask))
 
-    q, k, v = (torch.randn(512, 4, 6, 32, requires_grad=True) for _ in range(3))
-    mask = torch.ones(6, 6, dtype=torch.bool).tril()
-
-    grad = torch.randn(512, 4, 6, 32)  # contiguous, as in training (the gradient of .sum() is not)
-
-    def run(fn):
-        return lambda: fn(q, k, v, mask).backward(grad)
-
-    return {name: median_seconds(run(fn), repeats) for name, fn in
-            (("batched matmuls (model.py)", _attention), ("F.scaled_dot_product_attention", sdpa),
-             ("broadcast products", broadcast))}
+    times = {}
+    for name, queries in (("first block (6 query positions)", slice(None)), ("last block (2)", train.RHS)):
+        positions = torch.arange(6)
+        mask = positions[None, :] <= positions[queries][:, None]
+        q = torch.randn(512, len(positions[queries]), 128, requires_grad=True)
+        k, v = (torch.randn(512, 6, 128, requires_grad=True) for _ in range(2))
+        grad = torch.randn(512 * len(positions[queries]), 128)
+        ways = {"model.py (two sequences per matmul)": lambda q, k, v, mask: causal_attention(q, k, v, queries, 4),
+                "one sequence per matmul (before)": per_sequence, "F.scaled_dot_product_attention": sdpa,
+                "broadcast products": broadcast}
+        times[name] = {way: median_seconds((lambda fn: lambda: fn(q, k, v, mask).backward(grad))(fn), repeats)
+                       for way, fn in ways.items()}
+    return times
 
 
 def flops(fn) -> int:
@@ -240,6 +261,93 @@ def whole_run(steps: int) -> tuple[float, float]:
         return one, time.perf_counter() - start
 
 
+CPU_SEEDS = ("1", "42", "15213")  # run_script.sh's
+
+
+def portable_matmul_gflops() -> float:
+    """The matmul rate (GFLOP/s) of one thread with the kernels the main command uses (run_script.sh sources
+    common/plumbing/portable_kernels.sh), measured in a fresh process since the kernel variables are read when
+    the libraries load."""
+    import os
+    import subprocess
+    import sys
+
+    from common.plumbing.seeding import PORTABLE_KERNELS
+
+    code = ("import torch; torch.set_num_threads(1); from benchmarks.bench_grokking import matmul_seconds_per_flop; "
+            "print(1e-9 / matmul_seconds_per_flop(5))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **PORTABLE_KERNELS}, check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    return float(out.split()[-1])
+
+
+def compute_floor(step_flops: float, eval_flops: float, overrides: tuple[str, ...] = ()) -> dict:
+    """The CPU preset's training and evaluation FLOPs for the three seeds (`overrides`: extra train.py flags,
+    e.g. fewer steps) and the seconds they take at the 1-thread matmul rate (portable kernels, as the main
+    command) on every core this process may use, up to one per seed."""
+    import os
+
+    config = train.parse_args(["--preset", "cpu", *overrides]).config
+    inputs, _ = equations(config["modulus"])
+    n_train = len(split_indices(config["modulus"], config["train_fraction"], config["data_seed"], config["split"])[0])
+    evaluations = len(train.eval_steps(config, math.ceil(n_train / min(config["batch_size"], math.ceil(n_train / 2)))))
+    per_flop = 1 / (1e9 * portable_matmul_gflops())
+    cores = min(len(CPU_SEEDS), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    total = len(CPU_SEEDS) * (config["steps"] * step_flops + evaluations * eval_flops)
+    return {"steps": config["steps"], "evaluations": evaluations, "tflop": total / 1e12, "cores": cores,
+            "gflops_per_core": 1e-9 / per_flop, "seconds": total * per_flop / cores}
+
+
+def main_command(install: bool, overrides: tuple[str, ...] = ()) -> dict:
+    """Wall seconds of the README's main command in its parts, on fresh folders: `pip install -q -r
+    requirements.txt` into a new venv (if `install`), `sh grokking_nc_rf/run_script.sh --preset cpu` (training the
+    three seeds, then plotting) and, run once more on the same logs, the plotting alone."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    seconds = {}
+    with tempfile.TemporaryDirectory() as out:
+        if install:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "venv", f"{out}/venv"], check=True)
+            subprocess.run([f"{out}/venv/bin/pip", "install", "-q", "-r", str(repo / "requirements.txt")], check=True,
+                           capture_output=True)
+            seconds["install"] = time.perf_counter() - start
+        flags = ["--preset", "cpu", *overrides, "--out_dir", f"{out}/runs", "--no_progress"]
+        env = {**os.environ, "PYTHON": sys.executable}
+        start = time.perf_counter()
+        subprocess.run(["sh", "grokking_nc_rf/run_script.sh", *flags], cwd=repo, env=env, check=True, capture_output=True)
+        whole = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "grokking_nc_rf.plot", *flags], cwd=repo, check=True, capture_output=True)
+        seconds["plotting"] = time.perf_counter() - start
+        seconds["training"] = whole - seconds["plotting"]
+    return seconds
+
+
+def floor_table(floor: dict, ours: dict | None) -> str:
+    """The main command's floor beside our time, part by part (install and plotting count at our time)."""
+    ours = ours or {}
+    rows = [["install (fresh venv, pip install -q -r requirements.txt)", "our time", ours.get("install")],
+            [f"training and evaluations: {len(CPU_SEEDS)} seeds x ({floor['steps']} steps + {floor['evaluations']} "
+             f"evaluations), {floor['tflop']:.1f} TFLOP at {floor['gflops_per_core']:.0f} GFLOP/s x {floor['cores']} "
+             f"cores", floor["seconds"], ours.get("training")],
+            ["plotting (grokking_nc_rf.plot)", "our time", ours.get("plotting")]]
+    known = [r for r in rows if r[2] is not None]
+    floor_total = floor["seconds"] + sum(r[2] for r in known if r[1] == "our time")
+    table = [[name, f"{f:.0f} s" if isinstance(f, float) else f, "not timed" if o is None else f"{o:.0f} s",
+              f"{o / f:.2f}x" if isinstance(f, float) and o is not None else ""] for name, f, o in rows]
+    if len(known) == len(rows):
+        total = sum(r[2] for r in rows)
+        table.append(["**whole main command**", f"{floor_total:.0f} s ({floor_total / 60:.1f} min)",
+                      f"{total:.0f} s ({total / 60:.1f} min)", f"{total / floor_total:.2f}x"])
+    return markdown_table(["part", "floor", "ours", "ours / floor"], table)
+
+
 def main(argv=None):
     parser = ArgumentParser(prog="python -m benchmarks.bench_grokking", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
@@ -248,7 +356,13 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 3, 8], help="stack sizes of the per-seed table")
     parser.add_argument("--whole_run", type=int, default=0, help="also time whole CPU-preset runs of this many steps "
                         "both ways (one process --seeds against three processes); 0: skip")
+    parser.add_argument("--main_command", action="store_true", help="also time the README's main command "
+                        "(run_script.sh --preset cpu on fresh folders, about 9 minutes here) beside its floor")
+    parser.add_argument("--install", action="store_true", help="with --main_command: also time a fresh "
+                        "`pip install -q -r requirements.txt` (several GB for the CUDA build of torch)")
     args = parser.parse_args(argv)
+    if args.install and not args.main_command:
+        parser.error("--install times a part of the main command: give --main_command too")
     if min(args.threads + [args.repeats, args.evals] + args.seeds) < 1 or args.whole_run < 0:
         parser.error("--threads, --repeats, --evals and --seeds must be >= 1, --whole_run >= 0")
     print(f"torch {torch.__version__}, python {platform.python_version()}, CPU {platform.processor() or platform.machine()}")
@@ -285,9 +399,16 @@ def main(argv=None):
               f"match), portable kernels: one process with the seeds as one model, 2 threads: {one:.0f} s; three "
               f"1-thread processes side by side (run_script.sh's default): {three:.0f} s; one process / three: "
               f"{one / three:.2f}")
-    print("\n" + markdown_table(["threads", *rows[0]["attention"]],
-                                 [[r["threads"], *(f"{1e3 * t:.2f} ms" for t in r["attention"].values())]
-                                  for r in rows]))
+    print("\nOne block's attention, forward and backward\n")
+    ways = list(next(iter(rows[0]["attention"].values())))
+    print(markdown_table(["threads", "block", *ways],
+                         [[r["threads"], block, *(f"{1e3 * t[w]:.2f} ms" for w in ways)]
+                          for r in rows for block, t in r["attention"].items()]))
+    floor = compute_floor(rows[0]["gflop"] * 1e9, rows[0]["eval_gflop"] * 1e9)
+    ours = main_command(args.install) if args.main_command else None
+    print("\nThe README's main command: its floor on this machine and our time" + ("" if ours else
+          " (--main_command times ours)") + "\n")
+    print(floor_table(floor, ours))
     return rows
 
 

@@ -106,6 +106,11 @@ def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_f
     if progress:  # a bar over the chunks, for large sets (tqdm is imported only then)
         from tqdm import tqdm
         starts = tqdm(starts, desc="KDE chunks", leave=False)
+    # Without a graph to keep, the kernel blocks are worked on in place: the same operations and bits, fewer
+    # (t, S) temporaries (the Gaussian kernel first, then the Petzka one in sq_dist's own memory).
+    in_place = not (torch.is_grad_enabled() and any(
+        t.requires_grad for t in (train_features, train_logits, val_features, val_logits)))
+    order_of_kernels = sorted(kernels, key=lambda name: name == "petzka") if in_place else kernels
     for start in starts:
         block = val_sorted[start:start + chunk]  # (t, D)
         columns = label_column[start:start + chunk]  # sorted: the chunk's labels are columns lo..hi
@@ -113,20 +118,26 @@ def representativeness_terms(train_features: Tensor, train_logits: Tensor, val_f
         picks = (columns - lo)[:, None, None].expand(-1, len(weights), 1)
         # d_ji^2 from the Gram expansion; the clamp keeps sqrt's gradient finite at d = 0.
         sq_dist = torch.addcmul(train_sq[None, :], block @ train_features.T, torch.tensor(-2.0, dtype=block.dtype))
-        sq_dist = (sq_dist + block.square().sum(1, keepdim=True)).clamp_min(torch.finfo(block.dtype).tiny)
-        for name in kernels:
-            if name == "petzka":
-                exponent = sq_dist.sqrt() * -scale  # -(sqrt(d) / bw)^2 / 2
-                shift = torch.zeros_like(exponent[:, :1])
-            else:
-                exponent = sq_dist * -scale  # -d^2 / 2bw^2
-                shift = exponent.detach().amax(1, keepdim=True)  # for the Nadaraya-Watson normalisation
-            kernel_values = torch.exp(exponent - shift)  # (t, S), exp(exponent) up to the row factor exp(shift)
+        if in_place:
+            sq_dist.add_(block.square().sum(1, keepdim=True)).clamp_min_(torch.finfo(block.dtype).tiny)
+        else:
+            sq_dist = (sq_dist + block.square().sum(1, keepdim=True)).clamp_min(torch.finfo(block.dtype).tiny)
+        for name in order_of_kernels:
+            if name == "petzka":  # exp(-(sqrt(d) / bw)^2 / 2): no shift (the values are at most 1)
+                shift = None
+                kernel_values = (sq_dist.sqrt_().mul_(-scale).exp_() if in_place
+                                 else torch.exp(sq_dist.sqrt() * -scale))
+            else:  # exp(-d^2 / 2bw^2 - shift), shift the row's largest exponent (the Nadaraya-Watson ratio keeps)
+                exponent = sq_dist * -scale
+                shift = exponent.detach().amax(1, keepdim=True)
+                kernel_values = exponent.sub_(shift).exp_() if in_place else torch.exp(exponent - shift)
             table = tables[name][:, :, lo:hi].reshape(num_train, -1)  # (S, W * labels in the chunk)
             expected = (kernel_values @ table).view(len(block), len(weights), hi - lo)
             picked = expected.gather(2, picks).squeeze(2)  # (t, W)
-            factors = [1.0 / kernel_values.sum(1) if name == "gaussian" and w == "normalised"
-                       else torch.exp(shift.squeeze(1)) for w in weights]
+            if name == "petzka":
+                kde_terms[name].append(picked)
+                continue
+            factors = [1.0 / kernel_values.sum(1) if w == "normalised" else torch.exp(shift.squeeze(1)) for w in weights]
             kde_terms[name].append(picked * torch.stack(factors, dim=1))
     terms = {"val_loss": F.cross_entropy(val_logits, val_labels)}
     for name in kernels:

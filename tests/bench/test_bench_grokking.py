@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from benchmarks import bench_grokking
@@ -28,3 +29,21 @@ def test_bench_grokking_runs_and_prints_its_table(capsys):
     assert 0 < row["cpu"][2] < 1 and row["paper"][1] == 622
     assert "Seeds as one model" in out and set(row["per_seed"]) == {(1, False), (1, True), (2, False), (2, True)}
     assert min(row["per_seed"].values()) > 0 and "one process / three" in out
+
+
+def test_main_command_floor_and_our_time():
+    """The floor counts 3 seeds x (steps x step FLOPs + evaluations x evaluation FLOPs) at the 1-thread matmul rate
+    on up to 3 cores; the main command's parts are timed on fresh folders (a short run here), and the table adds
+    the install and plotting to the floor at our own time."""
+    short = ("--steps", "20", "--eval_points", "2", "--modulus", "11")
+    floor = bench_grokking.compute_floor(2e9, 30e9, short)
+    assert floor["steps"] == 20 and floor["evaluations"] == 3  # steps 0, 10 (the end of the warm-up) and 20
+    assert floor["tflop"] == pytest.approx(3 * (20 * 2e9 + 3 * 30e9) / 1e12)
+    assert floor["seconds"] == pytest.approx(floor["tflop"] * 1e3 / floor["gflops_per_core"] / floor["cores"])
+    assert 1 <= floor["cores"] <= 3
+    ours = bench_grokking.main_command(install=False, overrides=short)
+    assert set(ours) == {"training", "plotting"} and min(ours.values()) > 0
+    assert "not timed" in bench_grokking.floor_table(floor, ours)  # no install timed: no whole-command row
+    table = bench_grokking.floor_table(floor, {**ours, "install": 10.0})
+    total = 10.0 + ours["training"] + ours["plotting"]
+    assert f"{total:.0f} s" in table and f"{10.0 + ours['plotting'] + floor['seconds']:.0f} s" in table

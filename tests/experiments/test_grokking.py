@@ -449,3 +449,26 @@ def test_a_run_killed_right_after_its_first_checkpoint_logs_step_0_once(tmp_path
         train.main(flags + ["--out_dir", str(tmp_path / "run")])
     monkeypatch.undo()
     assert _values(train.main(flags + ["--out_dir", str(tmp_path / "run")])) == _values(reference)
+
+
+def test_causal_attention_matches_torch_attention_forward_and_backward():
+    """`causal_attention` (two sequences per batched matmul when the batch is even, the softmax written out) is
+    F.scaled_dot_product_attention with the causal mask at the query positions, for even and odd batches and
+    for all or the last two query positions, values and gradients (float64)."""
+    from grokking_nc_rf.model import causal_attention
+
+    torch.manual_seed(0)
+    for batch in (6, 7):
+        for queries, query_positions in ((slice(None), torch.arange(6)), (train.RHS, torch.tensor([4, 5]))):
+            q = torch.randn(batch, len(query_positions), 16, dtype=torch.float64, requires_grad=True)
+            k, v = (torch.randn(batch, 6, 16, dtype=torch.float64, requires_grad=True) for _ in range(2))
+            ours = causal_attention(q, k, v, queries, n_heads=4)
+            heads = lambda t: t.view(batch, -1, 4, 4).transpose(1, 2)  # noqa: E731
+            mask = torch.arange(6)[None, :] <= query_positions[:, None]
+            theirs = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask)
+            theirs = theirs.transpose(1, 2).reshape(-1, 16)
+            assert torch.allclose(ours, theirs, atol=1e-12)
+            grad = torch.randn_like(ours)
+            mine = torch.autograd.grad(ours, (q, k, v), grad)
+            reference = torch.autograd.grad(theirs, (q, k, v), grad)
+            assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(mine, reference))

@@ -278,3 +278,24 @@ def test_progress_bar_changes_no_value(capsys):
     shown = representativeness_terms(*args, kernel=("petzka", "gaussian"), progress=True)
     assert quiet.keys() == shown.keys() and all(torch.equal(quiet[k], shown[k]) for k in quiet)
     assert "KDE chunks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("elements", [14, 2**20])
+def test_in_place_path_without_a_graph_changes_no_bit(monkeypatch, elements):
+    """Under torch.no_grad (or with inputs that need no gradient) the kernel blocks are worked on in place; the
+    terms are the same bits as with a graph, for both kernels and both weightings, and they still match the
+    brute-force loops."""
+    monkeypatch.setattr(rep_module, "_KERNEL_ELEMENTS", elements)
+    data = _data(4, s=40, t=23, d=6, c=5, dtype=torch.float32)
+    kwargs = dict(bandwidth=0.8, kernel=("petzka", "gaussian"), weights=("normalised", "as_given"), sample_weight=0.3)
+    with torch.no_grad():
+        quick = representativeness_terms(*data, **kwargs)
+    graph = representativeness_terms(*[t.requires_grad_(t.is_floating_point()) for t in data], **kwargs)
+    assert graph["kde_gaussian_normalised"].requires_grad and not quick["kde_gaussian_normalised"].requires_grad
+    assert quick.keys() == graph.keys() and all(torch.equal(quick[k], graph[k].detach()) for k in quick)
+    data64 = [t.detach().double() if t.is_floating_point() else t for t in data]
+    with torch.no_grad():
+        terms = representativeness_terms(*data64, **kwargs)
+    for kernel in ("petzka", "gaussian"):
+        rep = terms["val_loss"] - terms[f"kde_{kernel}_normalised"]
+        assert rep.item() == pytest.approx(BRUTE[kernel](*data64, 0.8), rel=1e-11, abs=1e-14)
