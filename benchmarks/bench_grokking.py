@@ -2,7 +2,8 @@
 rate, one full evaluation, and the wall time of the CPU and paper presets projected from them.
 
     python -m benchmarks.bench_grokking                   # 2 threads, mod-97 addition, batch 512
-    python -m benchmarks.bench_grokking --threads 1 2 --repeats 15
+    python -m benchmarks.bench_grokking --threads 1 2 --repeats 21
+    KERNELS=native python -m benchmarks.bench_grokking    # each library's own kernels (default: the main command's)
 
 For each thread count, timed side by side in alternating pairs (`benchmarks.timing.alternating`):
 - ours: train.py's step (forward at the distinct prefixes, loss at the two right-hand-side positions,
@@ -365,7 +366,13 @@ def main(argv=None):
         parser.error("--install times a part of the main command: give --main_command too")
     if min(args.threads + [args.repeats, args.evals] + args.seeds) < 1 or args.whole_run < 0:
         parser.error("--threads, --repeats, --evals and --seeds must be >= 1, --whole_run >= 0")
-    print(f"torch {torch.__version__}, python {platform.python_version()}, CPU {platform.processor() or platform.machine()}")
+    import os
+
+    from common.plumbing.seeding import PORTABLE_KERNELS
+
+    kernels = ", ".join(f"{k}={os.environ[k]}" for k in PORTABLE_KERNELS if k in os.environ) or "native"
+    print(f"torch {torch.__version__}, python {platform.python_version()}, CPU {platform.processor() or platform.machine()}"
+          f", kernels: {kernels}")
     threads = torch.get_num_threads()
     try:
         rows = [measure(t, args.repeats, args.evals, args.seeds) for t in args.threads]
@@ -412,5 +419,26 @@ def main(argv=None):
     return rows
 
 
+def with_main_command_kernels(argv: list[str]) -> None:
+    """Start again under the kernels the main command runs with: run_script.sh exports the portable setting
+    (common/plumbing/portable_kernels.sh; KERNELS=native keeps each library's own choice, as there). The variables
+    are read when the libraries load, hence a fresh process; one already set wins."""
+    import os
+    import sys
+
+    from common.plumbing.seeding import PORTABLE_KERNELS
+
+    kernels = os.environ.get("KERNELS", "portable")
+    if kernels not in ("portable", "native"):
+        print(f"error: KERNELS must be portable or native, got '{kernels}'", file=sys.stderr)
+        sys.exit(2)
+    missing = {k: v for k, v in PORTABLE_KERNELS.items() if k not in os.environ}
+    if kernels == "portable" and missing and platform.machine().lower() in ("x86_64", "amd64"):
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.bench_grokking", *argv], {**os.environ, **missing})
+
+
 if __name__ == "__main__":
+    import sys
+
+    with_main_command_kernels(sys.argv[1:])
     main()

@@ -29,7 +29,7 @@ SETTINGS = {
 SPREAD_OTHERS = [path for path in SETTINGS if path != CPU]
 COMMANDS = {
     CPU: "sh grokking_nc_rf/run_script.sh --preset cpu",
-    PAPER: "SEEDS=42 sh grokking_nc_rf/run_script.sh --preset paper",
+    PAPER: "sh grokking_nc_rf/run_script.sh --preset paper",
     "grokking_nc_rf/figures/cpu_2threads": "PARALLEL=0 sh grokking_nc_rf/run_script.sh --preset cpu",
     "grokking_nc_rf/figures/cpu_kernels_native": "KERNELS=native sh grokking_nc_rf/run_script.sh --preset cpu",
     "grokking_nc_rf/figures/cpu_kernels_compatible": "KERNELS=native ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE "
@@ -222,13 +222,17 @@ RELATED = [
 
 
 def _check_table(report: Report, rows) -> str:
-    groups = [(label, path) for label, path in (("ours, CPU scale", CPU), ("ours, paper scale (seed 42)", PAPER))]
+    groups = [("ours, CPU scale", CPU), (f"ours, paper scale ({_seeds(report.group(PAPER).seeds)})", PAPER)]
     numbers_of = {path: _numbers_of(report, path) for _, path in groups}
     columns = ["check", "paper / original run", *(f"{label} [{i + 1}]" for i, (label, _) in enumerate(groups))]
     lines = [[text, report.paper("grokking_nc_rf", key), *(_cell(cell, numbers_of[path]) for _, path in groups)]
              for text, key, cell in rows]
     sources = [report.source(f"[{i + 1}]", report.group(path), COMMANDS) for i, (_, path) in enumerate(groups)]
     return markdown_table(columns, lines) + "\n" + "\n".join(f"{s}  " for s in sources).rstrip() + "\n"
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
 
 
 def _cell(cell, n: pd.DataFrame) -> str:

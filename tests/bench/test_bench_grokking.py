@@ -47,3 +47,31 @@ def test_main_command_floor_and_our_time():
     table = bench_grokking.floor_table(floor, {**ours, "install": 10.0})
     total = 10.0 + ours["training"] + ours["plotting"]
     assert f"{total:.0f} s" in table and f"{10.0 + ours['plotting'] + floor['seconds']:.0f} s" in table
+
+
+def test_the_benchmark_starts_again_under_the_main_commands_kernels(monkeypatch):
+    """`python -m benchmarks.bench_grokking` measures with the kernels run_script.sh exports (portable unless
+    KERNELS=native): missing variables are set and the process starts again; set ones are kept."""
+    import os
+    import platform
+
+    from common.plumbing.seeding import PORTABLE_KERNELS
+
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda path, args, env: calls.append((args, env)))
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    for key in PORTABLE_KERNELS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")  # one already set wins
+    monkeypatch.delenv("KERNELS", raising=False)
+    bench_grokking.with_main_command_kernels(["--threads", "1"])
+    (args, env), = calls
+    assert args[1:] == ["-m", "benchmarks.bench_grokking", "--threads", "1"]
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["ONEDNN_MAX_CPU_ISA"] == "AVX2" and env["MKL_CBWR"] == "COMPATIBLE"
+    monkeypatch.setenv("KERNELS", "native")
+    bench_grokking.with_main_command_kernels([])
+    assert len(calls) == 1
+    monkeypatch.setenv("KERNELS", "fast")
+    with pytest.raises(SystemExit) as exit_:
+        bench_grokking.with_main_command_kernels([])
+    assert exit_.value.code == 2
