@@ -252,9 +252,10 @@ def related(report: Report) -> str:
     return _check_table(report, RELATED)
 
 
-def onsets(report: Report) -> str:
-    """The README's onset table of the CPU preset: each event's step over the seeds, and its lag."""
-    group = report.group(CPU)
+def onsets(report: Report, path: str = CPU) -> str:
+    """The README's onset table of the CPU preset (or the group at `path`): each event's step over the seeds,
+    and its lag."""
+    group = report.group(path)
     table = onset_table(group.frame, EVENTS)
     rows = [row[1:] for row in summary(table)]
     return (markdown_table(SUMMARY_COLUMNS[1:], rows) + "\n" + report.source("Runs", group, COMMANDS) + "\n")
@@ -298,5 +299,5 @@ def settings(report: Report) -> str:
 
 FIGURES = [["grokking_nc_rf.plot", "--run_group", "grokking_nc_rf/figures/cpu"],
            ["grokking_nc_rf.plot", "--run_group", "grokking_nc_rf/figures/paper"]]  # figures/, onsets.md, checks.md
-TABLES = {"checks": checks, "related": related, "onsets": onsets, "settings": settings, "kde": kde,
-          "parting": parting}
+TABLES = {"checks": checks, "related": related, "onsets": onsets, "onsets_paper": lambda r: onsets(r, PAPER),
+          "settings": settings, "kde": kde, "parting": parting}
