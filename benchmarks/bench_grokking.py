@@ -289,7 +289,6 @@ def compute_floor(step_flops: float, eval_flops: float, overrides: tuple[str, ..
     import os
 
     config = train.parse_args(["--preset", "cpu", *overrides]).config
-    inputs, _ = equations(config["modulus"])
     n_train = len(split_indices(config["modulus"], config["train_fraction"], config["data_seed"], config["split"])[0])
     evaluations = len(train.eval_steps(config, math.ceil(n_train / min(config["batch_size"], math.ceil(n_train / 2)))))
     per_flop = 1 / (1e9 * portable_matmul_gflops())

@@ -42,8 +42,8 @@ def _hidden_keys(group: int, length: int, queries: tuple[int, int, int], device:
     return (owner_q[:, None] != owner_k[None, :]) | (positions.repeat(group)[None, :] > at.repeat(group)[:, None])
 
 
-def causal_attention(q: Tensor, k: Tensor, v: Tensor, queries: slice, n_heads: int) -> Tensor:
-    """softmax(q k^T / sqrt(d_head), causal) v for every head: q (B, Tq, d) at positions range(T)[queries],
+def causal_attention(q: Tensor, k: Tensor, v: Tensor, queries: slice | None, n_heads: int) -> Tensor:
+    """softmax(q k^T / sqrt(d_head), causal) v for every head: q (B, Tq, d) at positions range(T)[queries] (all: None),
     k and v (B, T, d) at positions 0..T-1, heads side by side in d as the projections give them; returns
     (B * Tq, d).
 
@@ -55,7 +55,7 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor, queries: slice, n_heads: i
     softmax is written out (max, exp, sum): over 6 keys faster than torch's softmax kernel."""
     batch, length, width = k.shape
     group = 2 if batch % 2 == 0 else 1
-    hidden = _hidden_keys(group, length, queries.indices(length), k.device)
+    hidden = _hidden_keys(group, length, (queries or slice(None)).indices(length), k.device)
     heads = lambda t: t.reshape(batch // group, -1, n_heads, width // n_heads).transpose(1, 2)  # noqa: E731
     scores = heads(q) @ heads(k).transpose(-1, -2) / math.sqrt(width // n_heads)  # (B/g, H, g Tq, g T)
     scores = scores.masked_fill(hidden, float("-inf"))
@@ -119,8 +119,7 @@ class Block(nn.Module):
             k, v = by_sequence(F.linear(x, w_kv), rows).chunk(2, dim=-1)
             x = x.index_select(0, rows[:, queries].flatten())  # (B * Tq, d)
             q = F.linear(x, w_q)
-        att = causal_attention(q.view(batch, -1, width), k, v, slice(None) if queries is None else queries,
-                               self.n_heads)  # (B * Tq, d)
+        att = causal_attention(q.view(batch, -1, width), k, v, queries, self.n_heads)  # (B * Tq, d)
         if queries is None:  # back to one row per prefix: every occurrence of a prefix holds the same values
             att = att.index_select(0, first)
         x = self.ln1(x + self.proj(att))
@@ -263,8 +262,7 @@ class SeedStack(nn.Module):
             k, v = by_sequence(torch.bmm(x, w_kv.transpose(1, 2)), rows).chunk(2, dim=-1)
             x = x.reshape(seeds * width_r, width).index_select(0, rows[:, queries].flatten()).view(seeds, -1, width)
             q = torch.bmm(x, w_q.transpose(1, 2))
-        att = causal_attention(q.reshape(seeds * batch, -1, width), k, v, slice(None) if queries is None else queries,
-                               self.n_heads)  # (S B Tq, d)
+        att = causal_attention(q.reshape(seeds * batch, -1, width), k, v, queries, self.n_heads)  # (S B Tq, d)
         if queries is None:  # back to the padded rows: one occurrence of each prefix; padding rows stay 0
             att = torch.where(used[:, None], att.index_select(0, first), att.new_zeros(())).view(seeds, width_r, width)
         else:
