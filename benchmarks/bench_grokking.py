@@ -220,7 +220,7 @@ def measure(threads: int, repeats: int, evals: int, seeds=(1, 3, 8)) -> dict:
     model = Transformer(vocab_size(config["modulus"]))
     evaluate = lambda: train.evaluate(SeedStack([model]), model, data, config)  # noqa: E731
     eval_s, eval_flops = median_seconds(evaluate, evals), flops(evaluate)
-    batches_per_epoch = math.ceil(len(train_idx) / 512)
+    batches_per_epoch = train.batching(config, len(train_idx))[1]
     cpu = train.parse_args(["--preset", "cpu"]).config
     per_seed = {(n, batched): median_seconds(seed_steps(config, data, n, batched), max(3, repeats // 3)) / n
                 for n in seeds for batched in (False, True)}
@@ -290,7 +290,7 @@ def compute_floor(step_flops: float, eval_flops: float, overrides: tuple[str, ..
 
     config = train.parse_args(["--preset", "cpu", *overrides]).config
     n_train = len(split_indices(config["modulus"], config["train_fraction"], config["data_seed"], config["split"])[0])
-    evaluations = len(train.eval_steps(config, math.ceil(n_train / min(config["batch_size"], math.ceil(n_train / 2)))))
+    evaluations = len(train.eval_steps(config, train.batching(config, n_train)[1]))
     per_flop = 1 / (1e9 * portable_matmul_gflops())
     cores = min(len(CPU_SEEDS), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     total = len(CPU_SEEDS) * (config["steps"] * step_flops + evaluations * eval_flops)

@@ -104,6 +104,12 @@ def parse_args(argv):
     return parse(argv, "grokking_nc_rf", __doc__, KEYS, PRESETS, RULES, OPTIONS, check)
 
 
+def batching(config, n_train):
+    """(batch size, batches per epoch): the configured batch, at most half the training set (the original's rule)."""
+    batch_size = min(config["batch_size"], math.ceil(n_train / 2))
+    return batch_size, math.ceil(n_train / batch_size)
+
+
 def eval_steps(config, batches_per_epoch):
     """Optimizer-step counts after which to evaluate, plus 0 (the initialisation)."""
     if config["eval_schedule"] == "original":  # 1.01x epoch grid, evaluated at the end of epoch e
@@ -235,8 +241,7 @@ def main(argv=None):
     data = {"train": (inputs[train_idx].to(device), targets[train_idx].to(device)),
             "val": (inputs[val_idx].to(device), targets[val_idx].to(device))}
     n_train = len(train_idx)
-    batch_size = min(config["batch_size"], math.ceil(n_train / 2))  # the original's default rule
-    batches_per_epoch = math.ceil(n_train / batch_size)
+    batch_size, batches_per_epoch = batching(config, n_train)
 
     # One model per seed, each initialised as a run of that seed alone, trained as one SeedStack (one seed:
     # a stack of one); seeds whose runs have finished are left out.
