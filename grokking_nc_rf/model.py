@@ -64,6 +64,18 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor, queries: slice | None, n_h
     return out.transpose(1, 2).reshape(-1, width)
 
 
+def every_prefix(tokens: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`shared_prefixes`' packing without merging: one packed row per (sequence, position), position by
+    position. Fixed shapes, nothing read on the host: on a GPU, where the merge's torch.unique would make every
+    step wait for the host and the rows it saves cost little, this is the packing."""
+    batch, length = tokens.shape
+    packed = torch.arange(batch * length, device=tokens.device)  # packed row r = p * B + b
+    rows = packed.view(length, batch).T  # rows[b, p] = p * B + b
+    first = packed % batch * length + packed // batch  # r -> b * T + p
+    position = torch.arange(length, device=tokens.device).repeat_interleave(batch)
+    return tokens.T.flatten(), position, rows, first
+
+
 def shared_prefixes(tokens: Tensor, groups: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The distinct prefixes tokens[b, :p+1] of a batch, one packed row each; with `groups`, the batch is
     consecutive groups of that many sequences (one per seed of a `SeedStack`) and prefixes of different
@@ -139,11 +151,13 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff) for _ in range(n_layers))
         self.unembed = nn.Linear(d_model, vocab_size, bias=False)  # W_U: the layer relative flatness is measured on
 
-    def forward(self, tokens: Tensor, positions: slice = slice(None)) -> Tensor:
+    def forward(self, tokens: Tensor, positions: slice = slice(None), merge: bool | None = None) -> Tensor:
         """Hidden states of the last block at `positions` (all by default): (B, len(positions), d).
-        Row-wise work is done once per distinct prefix (`shared_prefixes`): in a training batch of
-        a + b = c equations that is 56% of the rows."""
-        token, position, rows, first = shared_prefixes(tokens)
+        With `merge` (the default on the CPU) row-wise work is done once per distinct prefix (`shared_prefixes`):
+        in a training batch of a + b = c equations that is 56% of the rows; without it (the default elsewhere)
+        once per position (`every_prefix`: nothing read on the host). The same function."""
+        merge = tokens.device.type == "cpu" if merge is None else merge
+        token, position, rows, first = (shared_prefixes if merge else every_prefix)(tokens)
         x = self.embed(token) + self.positions[position]
         for block in self.blocks[:-1]:
             x = block(x, rows, first)
@@ -207,19 +221,26 @@ class SeedStack(nn.Module):
             return torch.stack([F.linear(hidden[i], self.p("unembed.weight")[i]) for i in range(s)])
         return torch.bmm(hidden.reshape(s, b * t, d), self.p("unembed.weight").transpose(1, 2)).view(s, b, t, -1)
 
-    def forward(self, tokens: Tensor, positions: slice = slice(None), batched: bool | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, positions: slice = slice(None), batched: bool | None = None,
+                merge: bool | None = None) -> Tensor:
+        merge = tokens.device.type == "cpu" if merge is None else merge  # see Transformer.forward
         if not (tokens.is_cuda if batched is None else batched):
             from torch.func import functional_call
 
-            return torch.stack([functional_call(self._template[0], self.seed(s), (tokens[s], positions))
+            return torch.stack([functional_call(self._template[0], self.seed(s), (tokens[s], positions, merge))
                                 for s in range(len(tokens))])
         seeds, batch, length = tokens.shape
-        token, position, rows, first = shared_prefixes(tokens.reshape(seeds * batch, length), groups=batch)
+        flat = tokens.reshape(seeds * batch, length)
+        token, position, rows, first = shared_prefixes(flat, groups=batch) if merge else every_prefix(flat)
         # rows of the packed prefixes, grouped by seed and padded: slot[r] = seed * R + (rank within its seed)
         owner = torch.arange(seeds, device=tokens.device).repeat_interleave(batch)[first // length]
         order = torch.argsort(owner, stable=True)
-        counts = torch.bincount(owner, minlength=seeds)
-        width_r = int(counts.max())
+        if merge:
+            counts = torch.bincount(owner, minlength=seeds)
+            width_r = int(counts.max())
+        else:  # every seed has B * T rows (bincount would read the largest owner on the host)
+            counts = torch.full((seeds,), batch * length, device=tokens.device)
+            width_r = batch * length
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.empty_like(order)
         rank[order] = torch.arange(len(order), device=tokens.device)

@@ -254,7 +254,7 @@ def main(argv=None):
         else:
             logs.append((r, log))
     if not logs:
-        return rows_done[config["seed"]] if len(runs) == 1 else rows_done
+        return rows_done[runs[0].config["seed"]] if len(runs) == 1 else rows_done
     models = []
     for r, _ in logs:
         seed_everything(r.config["seed"])
@@ -377,7 +377,7 @@ def main(argv=None):
         rows_done[r.config["seed"]] = log.rows_and_close()
     if failures:
         raise Diverged("; ".join(failures))
-    return rows_done[config["seed"]] if len(runs) == 1 else rows_done
+    return rows_done[runs[0].config["seed"]] if len(runs) == 1 else rows_done
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ def main(argv=None):
     run.setup(distributed=True)
     ddp = current()  # under torchrun: --batch_size is the global batch, each rank takes its share
     data = {split: (x.to(device), y.to(device)) for split, (x, y) in load_data(config, args).items()}
-    model = ResNet18(num_classes=10, width=config["width"], in_channels=data["train"][0].shape[1],
+    classes = 10
+    model = ResNet18(num_classes=classes, width=config["width"], in_channels=data["train"][0].shape[1],
                      cifar_stem=config["cifar_stem"], init=config["init"]).to(device)
     head = model.fc  # W, b: the layer NCC and relative flatness are measured at (taken before any wrapping)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -86,7 +87,7 @@ def main(argv=None):
     log, state = start_run(run, argv, model, optimizer)  # rank 0 writes; every rank resumes
     if state is None:
         return run_rows(log, run_dir)
-    net = wrap(model, device)  # DistributedDataParallel under torchrun
+    net = wrap(model, device, args.sync_bn)  # DistributedDataParallel under torchrun
     if ddp.is_main:
         print(f"{len(data['train'][1])} train / {len(data['val'][1])} val images of {config['dataset']}")
     n_train, steps = len(data["train"][1]), num_batches(data["train"], config["batch_size"])
@@ -106,9 +107,10 @@ def main(argv=None):
             ce = F.cross_entropy(logits.float(), y)
             # §5: subtract lambda * NCC of the batch (classes present): maximise NCC, through the features only.
             # Under torchrun the global batch's NCC: all ranks' features, with their graph.
+            # num_classes: the classes present found without a host read, so a GPU step never waits for the host.
             y_all = gather_rows(y)
-            reg = (ncc(gather_rows(cap.features.float(), True), y_all) if config["regularizer"] == "ncc"
-                   else torch.zeros((), device=device))
+            reg = (ncc(gather_rows(cap.features.float(), True), y_all, num_classes=classes)
+                   if config["regularizer"] == "ncc" else torch.zeros((), device=device))
             loss = ce - config["lam"] * reg
             if args.running_metrics:  # before this step's update, as the original computed them
                 phi, weight = cap.features.detach().double(), head.weight.detach().double()

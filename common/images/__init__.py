@@ -4,9 +4,10 @@
     vision_transformer             torchvision's ViT from scratch, ViT-Tiny by default (models)
     load_image_folder, read_class_list   ImageNet-100 from ImageFolder train/ and val/ with a class list (data)
     load_splits, normalisation     CIFAR-10 (torchvision) and Fashion-MNIST (idx files) in memory (data)
+    Images                         a split as uint8 on its device, converted batch by batch (data)
     balanced_subset, to_float, black_pixel, read_idx, load_cifar10, load_fashion_mnist, load_idx_images
     train_batches, num_batches, num_samples   one epoch of shuffled (augmented) mini-batches, from tensors or a Dataset (data)
-    random_crop_flip               App. B's augmentation on the batch's device (augment)
+    random_crop_flip, device_generator   App. B's augmentation drawn and applied on the batch's device (augment)
     features_and_logits            eval-mode pass: classifier input and logits (evaluation)
     split_metrics, evaluate        the per-split metrics every image experiment logs (evaluation)
     DATA_KEYS, RESNET_KEYS, SGD_KEYS, DATA_RULES, SGD_RULES, IMAGE_OPTIONS   the shared flags (keys)
@@ -19,8 +20,8 @@ users drop into their own loops) stays pure PyTorch and imports none of this. Th
 regulariser, loop, what is logged) stay in each experiment's train.py.
 """
 
-from .augment import random_crop_flip
-from .data import (CIFAR_AUGMENT_NORM, CIFAR_ORIGINAL_NORM, DATASETS, FASHION_MNIST_NORM, IMAGENET_NORM, balanced_subset,
+from .augment import device_generator, random_crop_flip
+from .data import (CIFAR_AUGMENT_NORM, CIFAR_ORIGINAL_NORM, DATASETS, FASHION_MNIST_NORM, IMAGENET_NORM, Images, balanced_subset,
                    black_pixel, load_cifar10, load_fashion_mnist, load_idx_images, load_image_folder, load_splits, normalisation,
                    num_batches, num_samples, read_class_list, read_idx,
                    to_float, train_batches)
@@ -30,9 +31,9 @@ from .models import ResNet18, vision_transformer
 
 __all__ = [
     "ResNet18", "vision_transformer",
-    "load_splits", "normalisation", "balanced_subset", "to_float", "black_pixel", "read_idx", "load_cifar10",
+    "load_splits", "Images", "normalisation", "balanced_subset", "to_float", "black_pixel", "read_idx", "load_cifar10",
     "load_fashion_mnist", "load_idx_images", "load_image_folder", "read_class_list", "train_batches", "num_batches", "num_samples",
-    "random_crop_flip",
+    "random_crop_flip", "device_generator",
     "features_and_logits", "dataset_features_and_logits", "split_metrics", "evaluate", "upper_triangle",
     "DATASETS", "DATA_KEYS", "RESNET_KEYS", "SGD_KEYS", "SGD_RULES", "DATA_RULES", "IMAGE_OPTIONS",
     "CIFAR_ORIGINAL_NORM", "CIFAR_AUGMENT_NORM", "FASHION_MNIST_NORM", "IMAGENET_NORM",

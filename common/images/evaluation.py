@@ -13,12 +13,15 @@ __all__ = ["features_and_logits", "dataset_features_and_logits", "split_metrics"
 
 
 @torch.no_grad()
-def features_and_logits(model: nn.Module, head: nn.Module, x: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    """Eval-mode pass over a whole split in chunks: (features (N, D) = the input of `head`, logits (N, C))."""
+def features_and_logits(model: nn.Module, head: nn.Module, x, chunk: int = 1024,
+                        rows: slice = slice(None)) -> tuple[Tensor, Tensor]:
+    """Eval-mode pass over the `rows` of a split (x: a tensor (N, C, H, W) or `Images`, converted chunk by
+    chunk) in chunks: (features (n, D) = the input of `head`, logits (n, C))."""
     features, logits = [], []
+    start, stop, _ = rows.indices(len(x))
     with capture_features(model, head) as cap:
-        for i in range(0, len(x), chunk):
-            logits.append(model(x[i:i + chunk]))
+        for i in range(start, stop, chunk):
+            logits.append(model(x[i:min(i + chunk, stop)]))
             features.append(cap.features)
     return torch.cat(features), torch.cat(logits)
 
@@ -46,7 +49,7 @@ def dataset_features_and_logits(model: nn.Module, head: nn.Module, dataset, devi
 def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0, progress: bool = False,
              rank: int = 0, world_size: int = 1) -> dict:
     """One eval-mode pass over each split of `data` ({"train": source, "val": source}, a source being
-    (images, labels) tensors or a torch Dataset) and its metrics; a progress bar over a Dataset's batches
+    (images, labels), the images a tensor or `Images`, or a torch Dataset) and its metrics; a progress bar over a Dataset's batches
     with `progress`. Under torchrun each rank passes its contiguous share of a split and the metrics are
     computed from all ranks' features and logits (common.plumbing.distributed.gather_rows): the single-process
     values."""
@@ -59,7 +62,7 @@ def evaluate(model: nn.Module, head: nn.Linear, data: dict, workers: int = 0, pr
     for split, source in data.items():
         if isinstance(source, tuple):
             x, y = source
-            chunks = [features_and_logits(model, head, x[rank_rows(len(x), rank, world_size)])]
+            chunks = [features_and_logits(model, head, x, rows=rank_rows(len(x), rank, world_size))]
             row.update(measure_split(split, chunks, head, labels=y))
         else:
             device = next(model.parameters()).device

@@ -31,6 +31,8 @@ IMAGE_OPTIONS = {
     "download": Key(False, "let torchvision download CIFAR-10 into --data_dir"),
     "channels_last": Key(False, "channels-last memory format (GPU)"),
     "amp": Key(False, "bf16 autocast for the forward pass (GPU)"),
+    "sync_bn": Key(False, "under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm), not each "
+                          "rank's share"),
 }
 SGD_KEYS = {  # App. B: SGD lr 0.01, momentum 0.9, batch 64, no weight decay
     "epochs": Key(250, "training epochs"),

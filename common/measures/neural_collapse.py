@@ -47,7 +47,7 @@ def _deviations(features: Tensor, means: Tensor, index: Tensor) -> Tensor:
     return torch.index_select(means, 0, index).sub_(features)
 
 
-def ncc(features: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+def ncc(features: Tensor, labels: Tensor, reduction: str = "mean", num_classes: int | None = None) -> Tensor:
     """Neural-collapse clustering, Def. 3.1 (Galanti et al. 2021, class-distance normalised variance).
 
         NCC = agg_{c != c'} (V_c + V_c') / (2 ||mu_c - mu_c'||^2),   mu_c = mean_{i in D_c} phi_i
@@ -58,18 +58,23 @@ def ncc(features: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
     (Def. 3.1 as printed); this equals |D|-weighted sums, larger by about K (K - 1) |D_c|.
 
     Only the classes present in `labels` enter (a mini-batch may miss some); a class with a single
-    sample has V_c = 0. Fewer than two classes give NaN.
+    sample has V_c = 0. Fewer than two classes give NaN. With `num_classes` K (labels in [0, K)) the
+    classes present are found without reading the labels on the host (no torch.unique): the value is the
+    same up to float rounding, and a training step on a GPU need not wait for it.
 
     Args:
         features: (N, D) penultimate representations phi(x_i).
         labels: (N,) integer class labels (true labels).
         reduction: "mean" or "sum".
+        num_classes: K, for the host-free computation (None: the classes present, by torch.unique).
     Returns:
         0-dim tensor, differentiable w.r.t. the features; lower = more collapsed. Invariant to
         translating and rotating the features, and (reduction "mean") to scaling them.
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if num_classes is not None:
+        return _ncc_host_free(features, labels, reduction, num_classes)
     _, counts, means, index = class_statistics(features, labels)
     deviations = _deviations(features, means, index)
     sq_norms = torch.linalg.vector_norm(deviations, dim=1).square()  # (N,) ||phi_i - mu_{y_i}||^2
@@ -81,6 +86,25 @@ def ncc(features: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
     ratio = (var[first] + var[second]) / (2 * dist)
     # The term is symmetric: the sum over ordered pairs is twice this, the mean the same.
     return 2 * ratio.sum() if reduction == "sum" else ratio.mean()
+
+
+def _ncc_host_free(features: Tensor, labels: Tensor, reduction: str, num_classes: int) -> Tensor:
+    """`ncc` over all K classes with the absent ones masked out: fixed shapes, nothing read on the host."""
+    _check(features, labels)
+    counts = features.new_zeros(num_classes).index_add_(0, labels, features.new_ones(len(labels)))  # (K,); bincount reads the max
+    present = counts > 0
+    counts = counts.clamp(min=1)
+    means = features.new_zeros(num_classes, features.shape[1]).index_add_(0, labels, features) / counts[:, None]
+    sq_norms = torch.linalg.vector_norm(_deviations(features, means, labels), dim=1).square()
+    sq_dev = means.new_zeros(num_classes).index_add_(0, labels, sq_norms)
+    var = sq_dev / counts if reduction == "mean" else sq_dev
+    first, second = torch.triu_indices(num_classes, num_classes, 1, device=features.device)
+    pair = present[first] & present[second]
+    # Absent classes have mean 0: their distances are masked before dividing (pdist's gradient at 0 is 0).
+    dist = torch.where(pair, F.pdist(means).square(), torch.ones((), dtype=means.dtype, device=means.device))
+    ratio = torch.where(pair, (var[first] + var[second]) / (2 * dist), torch.zeros((), dtype=means.dtype,
+                                                                                      device=means.device))
+    return 2 * ratio.sum() if reduction == "sum" else ratio.sum() / pair.sum()
 
 
 def neural_collapse(features: Tensor, labels: Tensor, weight: Tensor | None = None,

@@ -29,7 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Distributed", "current", "from_env", "gather_rows", "rank_rows", "all_gather_objects", "barrier", "wrap"]
+__all__ = ["Distributed", "current", "from_env", "gather_rows", "rank_rows", "all_gather_objects", "barrier", "wrap",
+           "GlobalBatchNorm", "convert_batchnorm_"]
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,11 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (even with one process: NCCL and DDP then run all the same)
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.launched
 
     @property
     def is_main(self) -> bool:
@@ -51,11 +53,12 @@ class Distributed:
 
 
 def current() -> Distributed:
-    """This process's place in a torchrun launch, from the environment (no process group is started)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    """This process's place in a torchrun launch, from the environment (no process group is started). A launch
+    of one process (`--nproc_per_node 1`) counts: it runs the process group and DDP as a larger one does."""
+    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
         return Distributed()
-    return Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return Distributed(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")),
+                       launched=True)
 
 
 def barrier() -> None:
@@ -142,9 +145,80 @@ def all_gather_objects(obj) -> list:
     return out
 
 
-def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model for the training forward pass: DistributedDataParallel under torchrun, else the model."""
+def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool = False) -> torch.nn.Module:
+    """The model for the training forward pass: DistributedDataParallel under torchrun, else the model.
+
+    By default BatchNorm normalises each rank's share of the global batch with that share's statistics (as
+    DDP does). `sync_bn` (torchvision's reference scripts' --sync-bn) makes every BatchNorm layer of `model`
+    normalise with the global batch's statistics, in place: torch's SyncBatchNorm on a GPU, on the CPU
+    (where torch has none) `GlobalBatchNorm`, the same arithmetic with two all-reduces."""
     if not current().enabled:
         return model
+    if sync_bn:
+        convert_batchnorm_(model, torch.nn.SyncBatchNorm if device.type != "cpu" else GlobalBatchNorm)
     ids = [torch.cuda.current_device()] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over ranks, with its gradient: every rank's output is the sum, so a rank's input gets the sum of
+    all ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the global batch of a torchrun launch (any device, any backend): in training mode the
+    mean and the biased variance per channel are sums over all ranks' rows (two all-reduces, differentiable),
+    the running statistics are updated with the unbiased variance, as `torch.nn.SyncBatchNorm`; in eval mode,
+    or without a process group, plain BatchNorm. Equal to BatchNorm on the concatenated ranks' batches
+    (tests/plumbing/test_distributed.py)."""
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input, got {x.dim()}D")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        dims, shape = [0, *range(2, x.dim())], (1, -1, *[1] * (x.dim() - 2))
+        count = _AllReduceSum.apply(x.new_tensor([x.numel() // x.shape[1]]))
+        mean = _AllReduceSum.apply(x.sum(dims)) / count
+        centred = x - mean.view(shape)
+        var = _AllReduceSum.apply(centred.square().sum(dims)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), factor)
+                self.running_var.lerp_(var.detach() * count / (count - 1).clamp(min=1), factor)
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
+
+
+def convert_batchnorm_(module: torch.nn.Module, kind) -> torch.nn.Module:
+    """Replace every BatchNorm layer below `module` (in place) by `kind` (SyncBatchNorm or GlobalBatchNorm) with
+    the same parameters and buffers (the same tensors: an optimizer built before keeps them)."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and type(child) is not kind:
+            new = kind(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            if child.affine:
+                new.weight, new.bias = child.weight, child.bias
+            if child.track_running_stats:
+                new.running_mean, new.running_var = child.running_mean, child.running_var
+                new.num_batches_tracked = child.num_batches_tracked
+            new.train(child.training)
+            setattr(module, name, new)
+        else:
+            convert_batchnorm_(child, kind)
+    return module

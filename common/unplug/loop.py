@@ -59,7 +59,7 @@ def unplug_training(run: Run, argv, model: torch.nn.Module, head: torch.nn.Linea
     log, state = start_run(run, argv, model, optimizer)
     if state is None:
         return run_rows(log, run_dir)
-    net = wrap(model, device)
+    net = wrap(model, device, getattr(args, "sync_bn", False))  # the image experiments' --sync_bn
     batch_size = config["batch_size"]  # global: each rank holds its share (rank_rows)
     for epoch in range(state["step"], config["epochs"]):
         phase = unplug.apply(optimizer, epoch)  # this epoch's lr and weight decay, and whether the term is on

@@ -16,7 +16,7 @@ from ..plumbing.config import Run
 from ..plumbing.distributed import current, rank_rows
 from ..plumbing.evaluation import measure_split
 from ..text.data import stratified_subset
-from ..text.models import encode, padded_batch, sequence_features
+from ..text.models import encode, padded_batch, sequence_features, to_device
 
 __all__ = ["UnplugTask", "image_task", "text_task"]
 
@@ -95,7 +95,8 @@ def text_task(model: nn.Module, head: nn.Linear, tokenizer, data: dict, config: 
         order = torch.randperm(n_train, generator=generator)
         for index in order.split(batch_size):
             index = index[rank_rows(len(index), rank, world)]
-            yield padded_batch(tokenizer, encodings["train"], index.tolist(), device), labels["train"][index.to(device)]
+            yield (padded_batch(tokenizer, encodings["train"], index.tolist(), device),
+                   labels["train"][to_device(index, device)])
 
     @torch.no_grad()
     def evaluate() -> dict:

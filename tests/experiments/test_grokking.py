@@ -155,7 +155,7 @@ def test_model_matches_a_plain_causal_transformer():
     same hidden states, also for batches with repeated sequences and for sequences of any tokens."""
     import math
 
-    from grokking_nc_rf.model import Transformer, shared_prefixes
+    from grokking_nc_rf.model import Transformer, every_prefix, shared_prefixes
 
     torch.manual_seed(0)
     model = Transformer(vocab_size(11)).double()
@@ -167,8 +167,9 @@ def test_model_matches_a_plain_causal_transformer():
         assert model.positions[3, 5].item() == pytest.approx(math.cos(3 / 10000 ** (4 / 128)))
         for batch in (tokens, torch.cat([tokens, tokens[:7]]), random_tokens):
             x = reference_forward(model, batch)
-            assert torch.allclose(model(batch), x, atol=1e-12)
-            assert torch.allclose(model(batch, train.RHS), x[:, 4:6], atol=1e-12)
+            for merge in (True, False):  # shared prefixes (the CPU's default) or every position (elsewhere)
+                assert torch.allclose(model(batch, merge=merge), x, atol=1e-12)
+                assert torch.allclose(model(batch, train.RHS, merge), x[:, 4:6], atol=1e-12)
     assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Linear))
     # the packing: one row per distinct prefix, each sequence position pointing at its own prefix
     token, position, rows, first = shared_prefixes(random_tokens)
@@ -180,6 +181,9 @@ def test_model_matches_a_plain_causal_transformer():
         assert all(torch.equal(random_tokens[c, :p + 1], random_tokens[b, :p + 1]) == bool(rows[c, p] == r)
                    for c in range(64))
     assert torch.equal(rows.flatten()[first], torch.arange(len(token)))
+    token, position, rows, first = every_prefix(random_tokens)  # one packed row per (sequence, position)
+    assert sorted(rows.flatten().tolist()) == list(range(64 * 6)) and torch.equal(rows.flatten()[first], torch.arange(64 * 6))
+    assert torch.equal(token[rows], random_tokens) and torch.equal(position[rows], torch.arange(6).expand(64, 6))
 
 
 def test_seed_stack_is_its_models_side_by_side():
@@ -199,7 +203,9 @@ def test_seed_stack_is_its_models_side_by_side():
     for positions in (slice(None), train.RHS):
         for s, model in enumerate(models):
             assert torch.equal(stack(batches, positions)[s], model(batches[s], positions))  # per seed: to the bit
-            assert torch.allclose(stack(batches, positions, batched=True)[s], model(batches[s], positions), atol=1e-12)
+            for merge in (True, False):
+                assert torch.allclose(stack(batches, positions, batched=True, merge=merge)[s], model(batches[s], positions),
+                                      atol=1e-12)
     targets = torch.randint(0, vocab_size(11), (3, 40, 2))
     logits = stack.unembed(stack(batches, train.RHS, batched=True), batched=True)
     F.cross_entropy(logits.flatten(1, 2).transpose(1, 2), targets.flatten(1), reduction="none").mean(1).sum().backward()

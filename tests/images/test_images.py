@@ -9,7 +9,7 @@ import torchvision
 
 from common import UsageError, capture_features, class_mean_angles, ncc, relative_flatness_bound
 from common.images import (CIFAR_AUGMENT_NORM, CIFAR_ORIGINAL_NORM, FASHION_MNIST_NORM, ResNet18, balanced_subset,
-                           black_pixel, evaluate, features_and_logits, load_cifar10, load_fashion_mnist, load_splits,
+                           Images, black_pixel, device_generator, evaluate, features_and_logits, load_cifar10, load_fashion_mnist, load_splits,
                            random_crop_flip, read_idx, split_metrics, to_float)
 
 
@@ -127,11 +127,15 @@ def test_load_splits_subsets_normalises_and_says_when_too_large(tiny_fashion_mni
     folder, arrays = tiny_fashion_mnist
     data = load_splits("fashion_mnist", folder, train_size=20, val_size=0, image_size=16, seed=3)
     (x, y), (xv, yv) = data["train"], data["val"]
-    assert x.shape == (20, 1, 16, 16) and xv.shape == (20, 1, 16, 16) and x.dtype == torch.float32
+    assert isinstance(x, Images) and x.uint8.dtype == torch.uint8  # kept as bytes, converted batch by batch
+    assert x.shape == (20, 1, 16, 16) and xv.shape == (20, 1, 16, 16) and x[:].dtype == torch.float32
     assert torch.bincount(y, minlength=10).tolist() == [2] * 10  # class-balanced
     keep = balanced_subset(torch.from_numpy(arrays[True][1]).long(), 20, seed=3)
     expected = to_float(torch.from_numpy(arrays[True][0][keep.numpy()]).to(torch.uint8)[:, None], FASHION_MNIST_NORM, 16)
-    assert torch.equal(x, expected)
+    assert torch.equal(x[:], expected)
+    batch = torch.tensor([17, 3, 0, 9])  # a batch converted alone: the bits of the whole split's conversion
+    assert torch.equal(x[batch], expected[batch]) and torch.equal(x[5:6], expected[5:6])
+    assert torch.equal(x.to("cpu")[batch], expected[batch])
     assert yv.tolist() == arrays[False][1].tolist()  # 0: the whole test split, in order
     with pytest.raises(UsageError, match="--val_size 21 is larger than the 20 val images"):
         load_splits("fashion_mnist", folder, val_size=21)
@@ -152,6 +156,45 @@ def test_random_crop_flip_draws_the_same_on_any_device_and_keeps_dtype():
         padded[c][(padded[c] == 0)] = fill[c]  # the border only: x has no exact zeros
     crop = padded[:, dy[0]:dy[0] + 16, dx[0]:dx[0] + 16]
     assert torch.equal(a[0], crop.flip(-1) if flip[0] else crop)
+
+
+def decode_crops(out, side, pad):
+    """(dy, dx, flip) of each image of random_crop_flip's output on `arange` images (1 channel, values 1, 2, ...;
+    the fill -1), from where two known pixels of each source landed."""
+    draws = []
+    for i, image in enumerate(out[:, 0]):
+        centre = 1 + i * side * side + (side // 2) * side + side // 2  # source pixel (side/2, side/2), then its right neighbour
+        (r, c), (r2, c2) = ((image == v).nonzero()[0].tolist() for v in (centre, centre + 1))
+        assert r == r2 and abs(c2 - c) == 1
+        flip = c2 == c - 1
+        draws.append((side // 2 + pad - r, side // 2 + pad - (side - 1 - c if flip else c), flip))
+    return draws
+
+
+@pytest.mark.parametrize("kind", ["epoch", "seeded"])
+def test_crop_offsets_and_flips_have_torchvisions_distribution(kind):
+    """The draws of random_crop_flip, decoded from its output, are uniform over the (2 pad + 1)^2 offsets and
+    fair coin flips, as torchvision's RandomCrop and RandomHorizontalFlip draw them (chi-square at p = 0.001),
+    from the epoch's CPU generator and from a generator seeded by it as `device_generator` seeds one for
+    another device. On the CPU, device_generator keeps the epoch's generator (the draws of earlier runs)."""
+    side, pad, n = 16, 2, 4000
+    epoch = torch.Generator().manual_seed(3)
+    assert device_generator(epoch, torch.device("cpu")) is epoch
+    generator = epoch if kind == "epoch" else torch.Generator().manual_seed(int(torch.randint(0, 2**62, (), generator=epoch)))
+    x = torch.arange(1, n * side * side + 1, dtype=torch.float64).view(n, 1, side, side)
+    draws = decode_crops(random_crop_flip(x, generator, torch.tensor([-1.0])), side, pad)
+    joint = torch.zeros(2 * pad + 1, 2 * pad + 1)
+    for dy, dx, _ in draws:
+        joint[dy, dx] += 1
+    expected = n / joint.numel()
+    assert ((joint - expected) ** 2 / expected).sum() < 51.2  # chi-square, 24 degrees of freedom, p = 0.001
+    flips = sum(f for *_, f in draws)
+    assert abs(flips - n / 2) < 3.3 * (n / 4) ** 0.5
+
+
+def test_random_crop_flip_refuses_a_generator_of_another_device():
+    with pytest.raises(ValueError, match="device_generator"):
+        random_crop_flip(torch.zeros(2, 1, 8, 8, device="meta"), torch.Generator(), torch.zeros(1))
 
 
 def test_features_and_split_metrics_against_a_manual_pass():

@@ -135,6 +135,21 @@ def test_ncc_minibatch_missing_classes():
     assert ncc(features, labels).item() == pytest.approx(expected, rel=1e-12, abs=0)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_ncc_with_num_classes_matches_brute_force_and_autograd_with_missing_classes(reduction):
+    """ncc(..., num_classes=K), the host-free way (absent classes masked): the brute force's value on a batch
+    that misses classes (one with a single sample), and the gradient of the torch.unique way, finite."""
+    g = torch.Generator().manual_seed(4)
+    labels = torch.tensor([7, 2, 2, 9, 7, 2, 0, 9, 9, 7, 4])
+    features = torch.randn(len(labels), 3, generator=g, dtype=torch.float64, requires_grad=True)
+    value = ncc(features, labels, reduction, num_classes=10)
+    assert value.item() == pytest.approx(_ncc_brute(features, labels, reduction), rel=1e-12, abs=0)
+    grad, = torch.autograd.grad(value, features)
+    reference, = torch.autograd.grad(ncc(features, labels, reduction), features)
+    assert torch.isfinite(grad).all() and torch.allclose(grad, reference, rtol=1e-10, atol=1e-14)
+    assert ncc(features, torch.full_like(labels, 3), reduction, num_classes=10).isnan().item() == (reduction == "mean")
+
+
 def test_ncc_absent_labels_ignored():
     g = torch.Generator().manual_seed(3)
     compact = torch.randint(0, 3, (30,), generator=g)

@@ -109,6 +109,60 @@ def test_two_processes_give_the_single_process_regulariser_gradient_and_metrics(
             assert got["metrics"][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
 
+def _bn_net():
+    torch.manual_seed(4)
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(3 * 4 * 4, 2))
+
+
+def _bn_data():
+    generator = torch.Generator().manual_seed(5)
+    return torch.randn(10, 2, 6, 6, generator=generator) * 3 + 1, torch.arange(10) % 2
+
+
+def _bn_worker(rank, path):
+    from common.plumbing.distributed import GlobalBatchNorm, convert_batchnorm_
+
+    os.environ.update(MASTER_ADDR="127.0.0.1")
+    dist.init_process_group("gloo", init_method=f"file://{path}/store", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        net = _bn_net()
+        weight = net[1].weight
+        convert_batchnorm_(net, GlobalBatchNorm)
+        assert isinstance(net[1], GlobalBatchNorm) and net[1].weight is weight
+        model = torch.nn.parallel.DistributedDataParallel(net)
+        x, y = _bn_data()
+        rows = rank_rows(len(y), rank, WORLD)  # unequal shares are not needed: 5 and 5 rows
+        for _ in range(2):  # two steps: the running statistics move twice
+            model.zero_grad()
+            out = model(x[rows])
+            F.cross_entropy(out, y[rows]).backward()  # DDP averages: the global batch's mean CE
+        torch.save({"out": out.detach(), "grads": [p.grad.clone() for p in net.parameters()],
+                    "running": (net[1].running_mean.clone(), net[1].running_var.clone())}, f"{path}/bn{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_global_batchnorm_over_two_processes_is_batchnorm_over_the_global_batch(tmp_path):
+    """--sync_bn on the CPU: GlobalBatchNorm under DDP on two ranks' halves gives each rank's rows, the parameter
+    gradients and the running statistics of torch's BatchNorm2d on the whole batch in one process."""
+    mp.spawn(_bn_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
+    net = _bn_net()
+    x, y = _bn_data()
+    for _ in range(2):
+        net.zero_grad()
+        out = net(x)
+        F.cross_entropy(out, y).backward()
+    for rank in range(WORLD):
+        got = torch.load(tmp_path / f"bn{rank}.pt")
+        torch.testing.assert_close(got["out"], out.detach()[rank_rows(len(y), rank, WORLD)], rtol=1e-5, atol=1e-6)
+        for g, e in zip(got["grads"], [p.grad for p in net.parameters()]):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got["running"][0], net[1].running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got["running"][1], net[1].running_var, rtol=1e-5, atol=1e-6)
+
+
 def test_rank_rows_split_a_batch_in_order_without_overlap():
     for n in (1, 7, 12, 64):
         for world in (1, 2, 3, 8):
