@@ -59,8 +59,9 @@ def parse_args(argv):
     if args.device.type not in ("cuda", "cpu"):
         raise UsageError(f"--device must be cuda, cuda:N or cpu, got {args.device}")
     out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder; give a new or empty folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty folder; give a new one (runs left there would be "
+                         f"resumed, not timed)")
     return args
 
 
@@ -267,8 +268,6 @@ def main(argv=None):
     check = Check(out, device, tiny)
     env = environment(device)
     check.run("environment", lambda: {"note": ", ".join(f"{k} {v}" for k, v in env.items())})
-    if device.type == "cuda":  # the device checks compare with the CPU: full float32 matmuls for them
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 
     # Data and models, written once
     import torchvision
@@ -314,7 +313,12 @@ def main(argv=None):
         """The first 20 steps' full-split losses (an evaluation after every step) on this device and the CPU."""
         flags = ["--preset", "paper", "--steps", "20", "--eval_schedule", "log_spaced", "--eval_points", "20",
                  "--seed", "1"] + (["--modulus", "11", "--d_model", "16", "--n_heads", "2"] if tiny else [])
-        here, _ = train_rows("grokking_nc_rf", flags + ["--out_dir", str(runs / "grok_here")], device)
+        tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32 as the CPU's
+        try:
+            here, _ = train_rows("grokking_nc_rf", flags + ["--out_dir", str(runs / "grok_here")], device)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         cpu, _ = train_rows("grokking_nc_rf", flags + ["--out_dir", str(runs / "grok_cpu")], torch.device("cpu"))
         worst = max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for a, b in zip(here, cpu)
                     for k in ("train_loss", "val_loss"))

@@ -45,3 +45,7 @@ def test_gpu_check_without_cuda_or_with_a_bad_device_is_one_line(tmp_path):
     proc = run(str(tmp_path / "x"), "--device", "tpu")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert not (tmp_path / "x").exists()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "gpu_check.md").write_text("an earlier run")
+    proc = run(str(tmp_path / "used"), "--device", "cpu", "--tiny")
+    assert proc.returncode == 2 and "not an empty folder" in proc.stderr and proc.stderr.count("\n") == 1
