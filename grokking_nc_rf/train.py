@@ -29,6 +29,7 @@ from tqdm import tqdm
 from common import (POSITIVE, Diverged, Key, UsageError, RunLog, command_line, entry_point, epoch_generator,
                     layer_alphas, log_grid_epochs, log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound,
                     relative_flatness_exact, representativeness_terms, seed_everything)
+from common.plumbing.loop import to_device
 from grokking_nc_rf.data import ANSWER_POS, EOS_POS, equations, split_indices, vocab_size
 from grokking_nc_rf.model import SeedStack, Transformer
 from grokking_nc_rf.seeds import SeedSlot, seed_runs, start_group
@@ -334,8 +335,8 @@ def main(argv=None):
         start = time.perf_counter()
         epoch, batch = divmod(step, batches_per_epoch)
         if orders is None or batch == 0:  # one permutation per seed and epoch, from (seed, epoch): the same on resume
-            orders = torch.stack([torch.randperm(n_train, generator=epoch_generator(seed, epoch))
-                                  for seed in seeds]).to(device)
+            orders = to_device(torch.stack([torch.randperm(n_train, generator=epoch_generator(seed, epoch))
+                                            for seed in seeds]), device)  # pinned, non-blocking: no wait on a GPU
         idx = orders[:, batch * batch_size:(batch + 1) * batch_size]  # (S, B)
         x, y = data["train"][0][idx], data["train"][1][idx]  # (S, B, 6), (S, B, 2)
         hidden = model(x, RHS)  # (S, B, 2, d): the last block only where the loss is

@@ -203,6 +203,7 @@ def train_batches(source, batch_size: int, generator: torch.Generator, device: t
     from torch.utils.data import DataLoader, Dataset
 
     from ..plumbing.distributed import rank_rows
+    from ..plumbing.loop import to_device
     from .augment import device_generator, random_crop_flip
 
     if isinstance(source, Dataset):
@@ -212,7 +213,7 @@ def train_batches(source, batch_size: int, generator: torch.Generator, device: t
         batches = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
     else:
         images, labels = source
-        order = torch.randperm(len(labels), generator=generator).to(device)
+        order = to_device(torch.randperm(len(labels), generator=generator), device)
         shares = (idx[rank_rows(len(idx), rank, world_size)] for idx in order.split(batch_size))
         batches = ((images[idx], labels[idx]) for idx in shares)
     augment = device_generator(generator, device) if fill is not None else None

@@ -16,7 +16,15 @@ from .distributed import all_gather_objects, barrier, current
 from .runlog import RunLog, read_metrics
 from .seeding import get_rng_state, set_rng_state
 
-__all__ = ["EpochSums", "start_run", "global_batch_loss", "end_epoch", "run_rows"]
+__all__ = ["EpochSums", "start_run", "global_batch_loss", "end_epoch", "run_rows", "to_device"]
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor (a batch order, a tokenised batch) on `device`; to a GPU through pinned memory and a
+    non-blocking copy, so the host does not wait for the device's queue (a pageable copy would)."""
+    if torch.device(device).type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
 
 
 class EpochSums:

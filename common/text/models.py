@@ -10,9 +10,10 @@ import torch
 from torch import Tensor, nn
 
 from ..plumbing.cli import UsageError
+from ..plumbing.loop import to_device
 from .data import quiet_hub
 
-__all__ = ["load_text_classifier", "freeze_lower_layers", "encode", "padded_batch", "sequence_features", "to_device"]
+__all__ = ["load_text_classifier", "freeze_lower_layers", "encode", "padded_batch", "sequence_features"]
 
 # The model folders the documented commands write (common/text/assets.py), by folder name: what to run when one is missing
 KNOWN_FOLDERS = {"all-MiniLM-L6-v2": "python -m common.text.assets minilm models/all-MiniLM-L6-v2",
@@ -130,13 +131,6 @@ def padded_batch(tokenizer, encodings: list[dict], index, device: torch.device) 
     batch = tokenizer.pad([encodings[i] for i in index], return_tensors="pt")
     return {key: to_device(value, device) for key, value in batch.items()}
 
-
-def to_device(x: Tensor, device: torch.device) -> Tensor:
-    """A host tensor on `device`; to a GPU through pinned memory and a non-blocking copy, so the host does not
-    wait for the device's queue (a pageable copy would)."""
-    if torch.device(device).type != "cuda":
-        return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
 
 
 def sequence_features(captured: Tensor, attention_mask: Tensor) -> Tensor:

@@ -16,7 +16,8 @@ from ..plumbing.config import Run
 from ..plumbing.distributed import current, rank_rows
 from ..plumbing.evaluation import measure_split
 from ..text.data import stratified_subset
-from ..text.models import encode, padded_batch, sequence_features, to_device
+from ..plumbing.loop import to_device
+from ..text.models import encode, padded_batch, sequence_features
 
 __all__ = ["UnplugTask", "image_task", "text_task"]
 
