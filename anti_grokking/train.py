@@ -139,7 +139,8 @@ def main(argv=None):
     data = {split: (x.to(device), y.to(device)) for split, (x, y) in data.items()}
     model = mlp(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], fused=True)
-    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device), experiment=run.experiment)
+    log = RunLog(run_dir, config, argv=command_line(argv), device=str(device), experiment=run.experiment,
+                 trackers=args.tracker)
     state = log.start(model, optimizer, map_location=device, unit="step")
     if state is None:
         return log.rows_and_close()

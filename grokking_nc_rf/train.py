@@ -248,7 +248,8 @@ def main(argv=None):
     # a stack of one); seeds whose runs have finished are left out.
     logs, rows_done = [], {}
     for r in runs:
-        log = RunLog(r.run_dir, r.config, argv=command_line(argv), device=str(device), experiment=r.experiment)
+        log = RunLog(r.run_dir, r.config, argv=command_line(argv), device=str(device), experiment=r.experiment,
+                     trackers=args.tracker)
         if log.finished:
             print(f"{r.run_dir}: already finished; nothing to do")
             rows_done[r.config["seed"]] = log.rows_and_close()

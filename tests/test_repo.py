@@ -58,7 +58,8 @@ def test_pyproject_installs_common_with_its_version():
                 for p in (REPO / "common").rglob("__init__.py")}  # the folder common/ installs as flatness_nc
     assert set(project["tool"]["setuptools"]["packages"]) == packages
     assert project["tool"]["setuptools"]["package-dir"] == {"flatness_nc": "common"}
-    core = {line.split(">")[0].split("<")[0] for name in ("requirements.txt", "requirements-text.txt")
+    files = ("requirements.txt", "requirements-text.txt", "requirements-trackers.txt")
+    core = {line.split(">")[0].split("<")[0] for name in files
             for line in (REPO / name).read_text().splitlines() if line and not line.startswith(("#", "-r"))}
     named = {d.split(">")[0].split("<")[0] for d in project["project"]["dependencies"]}
     extras = {d.split(">")[0].split("<")[0] for ds in project["project"]["optional-dependencies"].values() for d in ds}

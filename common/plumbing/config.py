@@ -94,6 +94,8 @@ STANDARD_OPTIONS = {
     "threads": Key(None, "torch CPU threads (default: torch's choice)", type=int),
     "device": Key("auto", "cpu, cuda, cuda:N, mps, or auto (CUDA when available, else the CPU)"),
     "no_progress": Key(False, "one line per evaluation instead of a progress bar (the default off a terminal)"),
+    "tracker": Key("none", "also send every logged row to tensorboard, wandb, or both (tensorboard,wandb); "
+                           "pip install -r requirements-trackers.txt"),
 }
 
 
@@ -180,6 +182,9 @@ def parse(argv: Sequence[str] | None, experiment: str, doc: str, keys: dict[str,
             raise UsageError(f"--{key} must be {text}, got {config[key]}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    from .trackers import parse_trackers
+
+    args.tracker = parse_trackers(args.tracker)  # names; a missing package is one line, before anything is written
     if check is not None:
         check(config, args)
     device = resolve_device(args.device)

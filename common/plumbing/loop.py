@@ -76,7 +76,7 @@ def start_run(run, argv, model: torch.nn.Module, optimizer: torch.optim.Optimize
     if info.is_main:
         try:
             log = RunLog(run.run_dir, run.config, argv=command_line(argv), device=str(run.device),
-                         world_size=info.world_size, experiment=run.experiment)
+                         world_size=info.world_size, experiment=run.experiment, trackers=run.args.tracker)
             state = log.start(model, optimizer, map_location=run.device)
         except UsageError as err:
             error = str(err)

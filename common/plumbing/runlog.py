@@ -5,6 +5,7 @@
         metrics.jsonl   # one JSON object per evaluation, flushed after every row
         checkpoint.pt   # model, optimizer, scheduler, RNG states, step, log offset (atomic)
         finished.json   # written when the run completed; a rerun is then a no-op
+        tensorboard/, wandb/, wandb_id.txt, trackers_sent.json   # with --tracker (common.plumbing.trackers)
 
 Resume protocol: a checkpoint records the byte length of metrics.jsonl when it was written.
 On resume the log is truncated back to that length, so rows written after the checkpoint (and a
@@ -76,12 +77,15 @@ class RunLog:
         world_size: processes of a torchrun launch (stored; only rank 0 writes a RunLog).
         experiment: the experiment folder that made the run (stored; `python -m common.plot` finds the run's
             figures in <experiment>/plot.py by it); None: the folder of the program in argv.
+        trackers: --tracker's names (common.plumbing.trackers): every row is also sent there, once a
+            checkpoint (or the end of the run) has made it safe, so a resumed run sends no row twice.
     """
 
     def __init__(self, run_dir: str | os.PathLike, config: dict, argv: list[str] | None = None,
                  device: str | None = None, ignore: tuple[str, ...] = (), world_size: int = 1,
-                 experiment: str | None = None) -> None:
+                 experiment: str | None = None, trackers: tuple[str, ...] = ()) -> None:
         self.run_dir = Path(run_dir)
+        self._tracker_names, self._trackers = tuple(trackers), None
         self.config = _jsonable(config)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,7 @@ class RunLog:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
             os.replace(tmp, self.config_path)
         self._file = open(self.metrics_path, "a", encoding="utf-8")
+        self.experiment = experiment or experiment_of(json.loads(self.config_path.read_text()))
 
     config_path = property(lambda self: self.run_dir / "config.json")
     metrics_path = property(lambda self: self.run_dir / "metrics.jsonl")
@@ -123,6 +128,31 @@ class RunLog:
         """Write one metrics row (tensors become floats) and flush it to disk."""
         self._file.write(json.dumps(_jsonable(row)) + "\n")
         self._file.flush()
+
+    def send_to_trackers(self) -> None:
+        """Send the --tracker trackers the rows that a checkpoint (or the run's end) has made safe and that they
+        have not had, then record per tracker how many rows are durably sent (<run_dir>/trackers_sent.json;
+        common.plumbing.trackers). Opened at the first call of a process: a resumed run first sends the kept
+        rows its predecessor did not get to send."""
+        if not self._tracker_names:
+            return
+        rows = self.rows()
+        if self._trackers is None:
+            from .trackers import open_trackers
+
+            sent = json.loads(self._sent_path.read_text()) if self._sent_path.exists() else {}
+            self._trackers = open_trackers(self._tracker_names, self.run_dir, self.config, sent, rows,
+                                           f"{self.experiment}/{self.run_dir.parent.name}/{self.run_dir.name}")
+        self._trackers.log(rows)
+        self._record_sent()
+
+    _sent_path = property(lambda self: self.run_dir / "trackers_sent.json")
+
+    def _record_sent(self) -> None:
+        old = json.loads(self._sent_path.read_text()) if self._sent_path.exists() else {}
+        tmp = self._sent_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({**old, **self._trackers.sent()}) + "\n")
+        os.replace(tmp, self._sent_path)
 
     def truncate(self, offset: int) -> None:
         """Cut metrics.jsonl back to `offset` bytes (drops rows written after a checkpoint)."""
@@ -145,11 +175,12 @@ class RunLog:
     def save_checkpoint(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scheduler: Any = None, **extra: Any) -> dict:
         """Atomically save model, optimizer, scheduler, all RNG states, `step`, the log offset and
-        `extra` (anything picklable); returns the saved dict."""
+        `extra` (anything picklable); returns the saved dict. Then the rows it covers go to the trackers."""
         state = {"step": step, "log_offset": self.offset, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "rng": get_rng_state(), "extra": extra,
                  "scheduler": scheduler.state_dict() if scheduler is not None else None}
         save_checkpoint(self.checkpoint_path, state)
+        self.send_to_trackers()
         return state
 
     def start(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None,
@@ -192,12 +223,19 @@ class RunLog:
 
     def mark_finished(self, summary: dict | None = None) -> None:
         """Record that the run completed (with an optional summary); reruns become no-ops."""
+        self.send_to_trackers()
         tmp = self.finished_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(_jsonable(summary or {}), indent=2) + "\n")
         os.replace(tmp, self.finished_path)
 
     def close(self) -> None:
+        """Close metrics.jsonl and the trackers (rows written after the last checkpoint are not sent: a resumed
+        run writes them again)."""
         self._file.close()
+        if self._trackers is not None:
+            self._trackers.close()
+            self._record_sent()
+            self._trackers = None
 
     def __enter__(self) -> "RunLog":
         return self

@@ -131,7 +131,8 @@ COMMON_BAD = [(["--preset", "gpu"], "invalid choice"),
               (["--lr", "inf"], "--lr must be > 0 and finite"),
               (["--threads", "0"], "--threads must be >= 1"),
               (["--device", "gpu0"], "--device 'gpu0' is not a device name"),
-              (["--no_such_flag"], "unrecognized arguments")]
+              (["--no_such_flag"], "unrecognized arguments"),
+              (["--tracker", "mlflow"], "--tracker 'mlflow': give none, tensorboard, wandb")]
 if not torch.cuda.is_available():
     COMMON_BAD.append((["--device", "cuda"], "no CUDA device is available"))
 NAMES = list(EXPERIMENTS)
