@@ -5,6 +5,7 @@ Metrics (tensors in, 0-dim tensor out, differentiable, device/dtype follow the i
     relative_flatness_bound   Lemma A.2 upper bound ||W||_F^2 Tr H (what the paper plots)
     relative_flatness_exact   Def. 3.2, exact, in closed form
     neural_collapse           NC1-NC4 (Papyan et al. 2020), a dict
+    class_variances           within- and between-class variance and their ratio (Sakamoto et al. 2025), a dict
     class_mean_angles         Fig. 3, (C, C) degrees; simplex_angle(k) the NC2 target
     representativeness        App. D, KDE representativeness (Fig. 8)
     representativeness_terms  its two terms: validation loss and KDE term, per weighting of App. D
@@ -40,7 +41,8 @@ from .plumbing.config import NON_NEGATIVE, POSITIVE, Key, Run, command_line, epo
 from .measures.htsr import layer_alphas, powerlaw_fit, spectrum
 from .measures.features import FeatureCapture, capture_features
 from .plumbing.tables import markdown_table, seed_band
-from .measures.neural_collapse import class_mean_angles, class_statistics, ncc, neural_collapse, simplex_angle
+from .measures.neural_collapse import (class_mean_angles, class_statistics, class_variances, ncc, neural_collapse,
+                                       simplex_angle)
 from .unplug.regularisation import Unplug, cap_weight_, rf_regulariser
 from .measures.relative_flatness import prop52_bound, relative_flatness_bound, relative_flatness_exact
 from .measures.representativeness import representativeness, representativeness_terms
@@ -49,7 +51,8 @@ from .plumbing.schedules import log_grid_epochs, log_spaced_steps
 from .plumbing.seeding import get_rng_state, seed_everything, set_rng_state
 
 __all__ = [
-    "ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse", "class_mean_angles",
+    "ncc", "relative_flatness_bound", "relative_flatness_exact", "neural_collapse", "class_variances",
+    "class_mean_angles",
     "simplex_angle", "representativeness", "representativeness_terms", "prop52_bound", "class_statistics",
     "rf_regulariser", "cap_weight_", "Unplug", "powerlaw_fit", "layer_alphas", "spectrum",
     "capture_features", "FeatureCapture",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["class_statistics", "ncc", "neural_collapse", "class_mean_angles", "simplex_angle"]
+__all__ = ["class_statistics", "ncc", "neural_collapse", "class_variances", "class_mean_angles", "simplex_angle"]
 
 
 def _check(features: Tensor, labels: Tensor) -> None:
@@ -105,6 +105,32 @@ def _ncc_host_free(features: Tensor, labels: Tensor, reduction: str, num_classes
     ratio = torch.where(pair, (var[first] + var[second]) / (2 * dist), torch.zeros((), dtype=means.dtype,
                                                                                       device=means.device))
     return 2 * ratio.sum() if reduction == "sum" else ratio.sum() / pair.sum()
+
+
+def class_variances(features: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """The within- and between-class variances and their ratio as Sakamoto et al. (2025) compute them (their
+    public code, collapse-dynamics, src/neural_collapse.py), over the classes present:
+
+        wcv       = (1/n) sum_i ||phi_i - mu_{y_i}||^2                  (Tr Sigma_W)
+        bcv       = sum_c (n_c / n) ||mu_c - mu_G||^2,  mu_G = (1/n) sum_i phi_i   (Tr Sigma_B, class-size weighted)
+        nc1_trace = wcv / (bcv + 1e-8)                                  (their "NC1 score")
+
+    Their claim is about the within-class variance of the *population* (held-out data): measure it on a
+    validation split. Not Papyan et al.'s NC1, Tr(Sigma_W pinv(Sigma_B)) / C (`neural_collapse`), which
+    weighs directions by the between-class covariance's inverse.
+
+    Args:
+        features: (N, D) representations phi(x_i).
+        labels: (N,) integer class labels.
+    Returns:
+        {"wcv", "bcv", "nc1_trace"}: 0-dim tensors, differentiable w.r.t. the features.
+    """
+    _, counts, means, index = class_statistics(features, labels)
+    n = features.new_tensor(len(features))
+    wcv = torch.linalg.vector_norm(_deviations(features, means, index), dim=1).square().sum() / n
+    centre = (counts[:, None] * means).sum(0) / n  # mu_G, the mean of all samples
+    bcv = (counts / n * torch.linalg.vector_norm(means - centre, dim=1).square()).sum()
+    return {"wcv": wcv, "bcv": bcv, "nc1_trace": wcv / (bcv + 1e-8)}
 
 
 def neural_collapse(features: Tensor, labels: Tensor, weight: Tensor | None = None,

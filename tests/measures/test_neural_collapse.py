@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import class_mean_angles, ncc, neural_collapse, simplex_angle
+from common import class_mean_angles, class_variances, ncc, neural_collapse, simplex_angle
 
 # ----------------------------------------------------------------------------------------------
 # NCC: hand-computed examples
@@ -148,6 +148,35 @@ def test_ncc_with_num_classes_matches_brute_force_and_autograd_with_missing_clas
     reference, = torch.autograd.grad(ncc(features, labels, reduction), features)
     assert torch.isfinite(grad).all() and torch.allclose(grad, reference, rtol=1e-10, atol=1e-14)
     assert ncc(features, torch.full_like(labels, 3), reduction, num_classes=10).isnan().item() == (reduction == "mean")
+
+
+def test_class_variances_by_hand():
+    """Class 0: (0, 0), (2, 0); class 1: (0, 3). wcv = (1 + 1 + 0) / 3; mu_G = (2/3, 1);
+    bcv = 2/3 ||(1/3, -1)||^2 + 1/3 ||(-2/3, 2)||^2 = 20/27 + 40/27 = 20/9; their ratio 0.3."""
+    features = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    out = class_variances(features, torch.tensor([0, 0, 1]))
+    assert out["wcv"].item() == pytest.approx(2 / 3, rel=1e-14)
+    assert out["bcv"].item() == pytest.approx(20 / 9, rel=1e-14)
+    assert out["nc1_trace"].item() == pytest.approx((2 / 3) / (20 / 9 + 1e-8), rel=1e-14)
+
+
+def test_class_variances_match_brute_force_with_a_missing_class_and_have_a_gradient():
+    """Against a Python loop over samples (absent classes have no part), float64; differentiable."""
+    g = torch.Generator().manual_seed(5)
+    labels = torch.tensor([7, 2, 2, 9, 7, 2, 0, 9, 9, 7, 4])
+    features = torch.randn(len(labels), 3, generator=g, dtype=torch.float64, requires_grad=True)
+    f, y = features.tolist(), labels.tolist()
+    n = len(y)
+    means = {c: [sum(f[i][j] for i in range(n) if y[i] == c) / y.count(c) for j in range(3)] for c in set(y)}
+    centre = [sum(f[i][j] for i in range(n)) / n for j in range(3)]
+    wcv = sum(sum((f[i][j] - means[y[i]][j]) ** 2 for j in range(3)) for i in range(n)) / n
+    bcv = sum(y.count(c) / n * sum((means[c][j] - centre[j]) ** 2 for j in range(3)) for c in means)
+    out = class_variances(features, labels)
+    assert out["wcv"].item() == pytest.approx(wcv, rel=1e-12)
+    assert out["bcv"].item() == pytest.approx(bcv, rel=1e-12)
+    assert out["nc1_trace"].item() == pytest.approx(wcv / (bcv + 1e-8), rel=1e-12)
+    grad, = torch.autograd.grad(out["nc1_trace"], features)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 def test_ncc_absent_labels_ignored():
