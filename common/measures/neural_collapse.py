@@ -73,9 +73,15 @@ def ncc(features: Tensor, labels: Tensor, reduction: str = "mean", num_classes: 
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if num_classes is not None:
-        return _ncc_host_free(features, labels, reduction, num_classes)
-    _, counts, means, index = class_statistics(features, labels)
+    if num_classes is None:
+        _, counts, means, index = class_statistics(features, labels)
+        present = None
+    else:  # all K classes, the absent ones masked below: fixed shapes, nothing read on the host
+        _check(features, labels)
+        # (K,) by index_add: bincount would read the largest label on the host
+        counts = features.new_zeros(num_classes).index_add_(0, labels, features.new_ones(len(labels)))
+        present, counts, index = counts > 0, counts.clamp(min=1), labels
+        means = features.new_zeros(num_classes, features.shape[1]).index_add_(0, labels, features) / counts[:, None]
     deviations = _deviations(features, means, index)
     sq_norms = torch.linalg.vector_norm(deviations, dim=1).square()  # (N,) ||phi_i - mu_{y_i}||^2
     sq_dev = means.new_zeros(len(means)).index_add_(0, index, sq_norms)  # (C,) sum over D_c
@@ -83,27 +89,15 @@ def ncc(features: Tensor, labels: Tensor, reduction: str = "mean", num_classes: 
     # Unordered pairs c < c' in pdist's order; pdist takes exact differences (no Gram cancellation).
     first, second = torch.triu_indices(len(var), len(var), 1, device=features.device)
     dist = F.pdist(means).square()  # (C(C-1)/2,) ||mu_c - mu_c'||^2
-    ratio = (var[first] + var[second]) / (2 * dist)
-    # The term is symmetric: the sum over ordered pairs is twice this, the mean the same.
-    return 2 * ratio.sum() if reduction == "sum" else ratio.mean()
-
-
-def _ncc_host_free(features: Tensor, labels: Tensor, reduction: str, num_classes: int) -> Tensor:
-    """`ncc` over all K classes with the absent ones masked out: fixed shapes, nothing read on the host."""
-    _check(features, labels)
-    counts = features.new_zeros(num_classes).index_add_(0, labels, features.new_ones(len(labels)))  # (K,); bincount reads the max
-    present = counts > 0
-    counts = counts.clamp(min=1)
-    means = features.new_zeros(num_classes, features.shape[1]).index_add_(0, labels, features) / counts[:, None]
-    sq_norms = torch.linalg.vector_norm(_deviations(features, means, labels), dim=1).square()
-    sq_dev = means.new_zeros(num_classes).index_add_(0, labels, sq_norms)
-    var = sq_dev / counts if reduction == "mean" else sq_dev
-    first, second = torch.triu_indices(num_classes, num_classes, 1, device=features.device)
-    pair = present[first] & present[second]
+    if present is None:
+        ratio = (var[first] + var[second]) / (2 * dist)
+        # The term is symmetric: the sum over ordered pairs is twice this, the mean the same.
+        return 2 * ratio.sum() if reduction == "sum" else ratio.mean()
     # Absent classes have mean 0: their distances are masked before dividing (pdist's gradient at 0 is 0).
-    dist = torch.where(pair, F.pdist(means).square(), torch.ones((), dtype=means.dtype, device=means.device))
-    ratio = torch.where(pair, (var[first] + var[second]) / (2 * dist), torch.zeros((), dtype=means.dtype,
-                                                                                      device=means.device))
+    pair = present[first] & present[second]
+    one, zero = (torch.ones((), dtype=means.dtype, device=means.device),
+                 torch.zeros((), dtype=means.dtype, device=means.device))
+    ratio = torch.where(pair, (var[first] + var[second]) / (2 * torch.where(pair, dist, one)), zero)
     return 2 * ratio.sum() if reduction == "sum" else ratio.sum() / pair.sum()
 
 
