@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .plumbing.cli import ArgumentParser, UsageError, entry_point
 from .plumbing.runlog import read_metrics
-from .plumbing.trackers import TensorBoardLog, parse_trackers
+from .plumbing.trackers import TensorBoardLog, parse_trackers, x_axis
 
 __all__ = ["export_tensorboard", "main"]
 
@@ -37,7 +37,7 @@ def export_tensorboard(runs_dir: str | os.PathLike, out_dir: str | os.PathLike) 
         for old in target.glob("tensorboard/events.out.tfevents.*"):
             old.unlink()
         log = TensorBoardLog(target, config, None)
-        x_key = "epoch" if "epochs" in config else "step"
+        x_key = x_axis(config)
         for row in read_metrics(metrics):
             log.log(row, row.get(x_key, 0))
         log.close()

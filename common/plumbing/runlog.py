@@ -85,7 +85,8 @@ class RunLog:
                  device: str | None = None, ignore: tuple[str, ...] = (), world_size: int = 1,
                  experiment: str | None = None, trackers: tuple[str, ...] = ()) -> None:
         self.run_dir = Path(run_dir)
-        self._tracker_names, self._trackers = tuple(trackers), None
+        # the trackers, opened at the first send, and the log's rows as they know them (read once, then appended)
+        self._tracker_names, self._trackers, self._tracked_rows = tuple(trackers), None, None
         self.config = _jsonable(config)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ class RunLog:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
             os.replace(tmp, self.config_path)
         self._file = open(self.metrics_path, "a", encoding="utf-8")
-        self.experiment = experiment or experiment_of(json.loads(self.config_path.read_text()))
+        self._experiment = experiment
 
     config_path = property(lambda self: self.run_dir / "config.json")
     metrics_path = property(lambda self: self.run_dir / "metrics.jsonl")
@@ -126,8 +127,11 @@ class RunLog:
 
     def append(self, row: dict) -> None:
         """Write one metrics row (tensors become floats) and flush it to disk."""
-        self._file.write(json.dumps(_jsonable(row)) + "\n")
+        line = json.dumps(_jsonable(row))
+        self._file.write(line + "\n")
         self._file.flush()
+        if self._tracked_rows is not None:
+            self._tracked_rows.append(json.loads(line))  # as metrics.jsonl holds it
 
     def send_to_trackers(self) -> None:
         """Send the --tracker trackers the rows that a checkpoint (or the run's end) has made safe and that they
@@ -136,13 +140,16 @@ class RunLog:
         rows its predecessor did not get to send."""
         if not self._tracker_names:
             return
-        rows = self.rows()
+        if self._tracked_rows is None:
+            self._tracked_rows = self.rows()
+        rows = self._tracked_rows
         if self._trackers is None:
             from .trackers import open_trackers
 
             sent = json.loads(self._sent_path.read_text()) if self._sent_path.exists() else {}
+            experiment = self._experiment or experiment_of(json.loads(self.config_path.read_text()))
             self._trackers = open_trackers(self._tracker_names, self.run_dir, self.config, sent, rows,
-                                           f"{self.experiment}/{self.run_dir.parent.name}/{self.run_dir.name}")
+                                           f"{experiment}/{self.run_dir.parent.name}/{self.run_dir.name}")
         self._trackers.log(rows)
         self._record_sent()
 
@@ -159,6 +166,7 @@ class RunLog:
         self._file.flush()
         self._file.truncate(offset)
         self._file.seek(offset)
+        self._tracked_rows = None
 
     def rows(self) -> list[dict]:
         """The rows written so far."""

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .cli import UsageError
 
-__all__ = ["TRACKERS", "parse_trackers", "open_trackers", "Trackers", "TensorBoardLog"]
+__all__ = ["TRACKERS", "parse_trackers", "open_trackers", "Trackers", "TensorBoardLog", "x_axis"]
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # name -> the package it needs
 
@@ -69,6 +69,12 @@ def _wandb_login() -> bool:
         return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
         return False
+
+
+def x_axis(config: dict) -> str:
+    """The row key a tracker plots against: "epoch" for the epoch-based experiments (their config has "epochs"),
+    "step" for the step-based ones."""
+    return "epoch" if "epochs" in config else "step"
 
 
 def _scalars_and_lists(row: dict) -> tuple[dict[str, float], dict[str, list]]:
@@ -152,7 +158,7 @@ class Trackers:
 
     def __init__(self, names: tuple[str, ...], run_dir: Path, config: dict, sent: dict[str, int], rows: list[dict],
                  name: str) -> None:
-        self.x_key = "epoch" if "epochs" in config else "step"
+        self.x_key = x_axis(config)
         self.done = {n: min(int(sent.get(n, 0)), len(rows)) for n in names}  # durable
         self.given = dict(self.done)  # handed over by this process
         self.open = {}
