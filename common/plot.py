@@ -35,14 +35,21 @@ from .plumbing.tables import run_groups  # noqa: E402
 
 __all__ = ["signals_figure", "figures_of", "make_figure", "main"]
 
-# The signals of the three papers (flatness: this paper; NC1: Sakamoto et al.; HTSR alpha: Prakash & Martin),
-# each drawn where logged; the first key of a signal that a run logged is used.
-SIGNALS = [("validation accuracy", ["val_acc"], "black"),
-           ("relative flatness (Fig. 1's curve, else the bound)", ["train_rf_original_running", "train_rf_bound"], "tab:red"),
-           ("NCC", ["train_ncc_running", "train_ncc"], "tab:purple"),
-           ("NC1", ["train_nc1"], "tab:blue"),
-           ("representativeness", ["representativeness"], "tab:orange"),
-           ("HTSR alpha (mean over layers)", ["alpha_mean"], "tab:green")]
+# The signals of the papers that argue about grokking's timing, each drawn where logged with the mark of its
+# extremum of interest; the first key of a signal that a run logged is used. Each is named by whose quantity it is:
+# flatness and NCC (this paper), Papyan et al.'s NC1, Sakamoto et al.'s within-class variance and trace-ratio NC1 on
+# held-out data, Nanda et al.'s restricted and excluded losses, HTSR alpha (Prakash & Martin).
+SIGNALS = [("validation accuracy", ["val_acc"], "black", "max"),
+           ("relative flatness (Fig. 1's curve, else the bound)", ["train_rf_original_running", "train_rf_bound"],
+            "tab:red", "max"),
+           ("NCC", ["train_ncc_running", "train_ncc"], "tab:purple", "min"),
+           ("NC1 (Papyan et al., train)", ["train_nc1"], "tab:blue", "min"),
+           ("within-class variance (Sakamoto et al., val)", ["val_wcv"], "tab:cyan", "min"),
+           ("NC1 trace ratio (Sakamoto et al., val)", ["val_nc1_trace"], "navy", "min"),
+           ("restricted loss (Nanda et al., val)", ["val_restricted_loss"], "tab:brown", "min"),
+           ("excluded loss (Nanda et al., train)", ["train_excluded_loss"], "tab:pink", "max"),
+           ("representativeness", ["representativeness"], "tab:orange", "min"),
+           ("HTSR alpha (mean over layers)", ["alpha_mean"], "tab:green", "min")]
 
 
 def signals_figure(frame, title: str, root: Path = Path(".")):
@@ -52,7 +59,7 @@ def signals_figure(frame, title: str, root: Path = Path(".")):
     fig, axes = plt.subplots(len(groups), 1, figsize=(10, 4.2 * len(groups)), squeeze=False)
     for ax, (group, rows) in zip(axes[:, 0], groups):
         mean = rows[rows.step > 0].groupby("step").mean(numeric_only=True)
-        for label, keys, color in SIGNALS:
+        for label, keys, color, kind in SIGNALS:
             key = next((k for k in keys if k in mean and mean[k].notna().any()), None)
             if key is None:
                 continue
@@ -60,7 +67,6 @@ def signals_figure(frame, title: str, root: Path = Path(".")):
             low, high = np.nanmin(values), np.nanmax(values)
             scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
             ax.plot(mean.index, scaled, color=color, label=f"{label} [{key}: {low:.3g} .. {high:.3g}]")
-            kind = "max" if key in ("val_acc",) or "rf" in key else "min"
             at = onsets(mean.reset_index(), [Event("extremum", key, kind)])["extremum"]
             if np.isfinite(at):
                 ax.plot([at], [np.interp(at, mean.index, scaled)], "o", color=color)
@@ -68,8 +74,8 @@ def signals_figure(frame, title: str, root: Path = Path(".")):
         if np.isfinite(rise):
             ax.axvline(rise, color="black", linestyle=":", linewidth=1, label="val_acc rise (half-way)")
         ax.set(xscale="log", xlabel="optimization step", ylabel="scaled to [0, 1] over the run (mean over seeds)",
-               title=f"{root.name if group == '.' else group}: markers at each signal's peak (accuracy, flatness) "
-                     f"or lowest value")
+               title=f"{root.name if group == '.' else group}: markers at each signal's extremum of interest "
+                     f"(its peak or lowest value)")
         ax.legend(fontsize=7, loc="center left")
     fig.suptitle(title)
     fig.tight_layout()
@@ -80,7 +86,7 @@ def figures_of(frame) -> dict:
     """{figure name: function(rows, RUNS_DIR) -> Figure} that the runs of `frame` offer: `signals` for any
     runs, and the `FIGURES` of each of their experiments' plot module (<experiment>/plot.py)."""
     offered = {"signals": lambda rows, root: signals_figure(
-        rows, f"The signals of the three papers on one step axis ({root})", root)}
+        rows, f"The signals of the papers on grokking on one step axis ({root})", root)}
     for experiment in experiments_in(frame):  # an experiment without a plot module or FIGURES: signals only
         for name, draw in declared(experiment, "FIGURES", {}).items():
             if name in offered:

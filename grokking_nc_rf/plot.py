@@ -34,15 +34,25 @@ def _at_peak(s: pd.DataFrame, key: str) -> pd.Series:
 
 # The onset table (common.analysis: each event read from the running median of 3 evaluations, so a
 # one-evaluation loss spike is neither a peak nor a crossing). Train side: the original's in-training epoch
-# values, as Fig. 1 plots them; NC1 (Sakamoto et al.'s within-class variability) and HTSR alpha beside them.
+# values, as Fig. 1 plots them. Beside them the related work's signals, each as its authors compute it: Papyan et
+# al.'s NC1; Sakamoto et al.'s within-class variance and trace-ratio NC1 on held-out data; Nanda et al.'s restricted
+# and excluded losses; HTSR alpha (Prakash & Martin).
 EVENTS = [
     Event("train_acc >= 99%", "train_acc_running", "above", 0.99),
     Event("val_acc >= 90%", "val_acc", "above", 0.90),
     Event("val_acc >= 99%", "val_acc", "above", 0.99),
     Event("NCC < 10% of initial", "train_ncc_running", "below", 0.1, relative="initial"),
-    Event("NC1 < 10% of initial", "train_nc1", "below", 0.1, relative="initial"),
-    Event("NC1 lowest", "train_nc1", "min"),
-    Event("NC1 > 10% of initial again", "train_nc1", "above", 0.1, relative="initial", after="NC1 lowest"),
+    Event("NC1 (Papyan) < 10% of initial", "train_nc1", "below", 0.1, relative="initial"),
+    Event("NC1 (Papyan) lowest", "train_nc1", "min"),
+    Event("NC1 (Papyan) > 10% of initial again", "train_nc1", "above", 0.1, relative="initial",
+          after="NC1 (Papyan) lowest"),
+    Event("within-class variance (val) peak", "val_wcv", "max"),
+    Event("within-class variance (val) < 50% of peak", "val_wcv", "below", 0.5, relative="peak",
+          after="within-class variance (val) peak"),
+    Event("NC1 trace (Sakamoto, val) < 10% of initial", "val_nc1_trace", "below", 0.1, relative="initial"),
+    Event("NC1 trace (Sakamoto, val) lowest", "val_nc1_trace", "min"),
+    Event("restricted loss (val) < 50% of initial", "val_restricted_loss", "below", 0.5, relative="initial"),
+    Event("excluded loss (train) peak", "train_excluded_loss", "max"),
     Event("RF peak: original (Fig. 1)", "train_rf_original_running", "max"),
     Event("RF peak: original, eval", "train_rf_original", "max"),
     Event("RF peak: bound at '='", "train_rf_bound", "max"),
@@ -244,7 +254,7 @@ def main(argv=None):
     figures = group / "figures"
     figures.mkdir(exist_ok=True)
     band = f"mean and min-max over {n_seeds} seeds" if n_seeds > 1 else f"seed {frame['seed'].iloc[0]}"
-    signals = signals_figure(frame, f"The signals of the three papers on one step axis ({band})", group)
+    signals = signals_figure(frame, f"The signals of the papers on grokking on one step axis ({band})", group)
     for name, fig, dpi in (("fig1_grokking", fig1(frame, band), 130), ("fig8_representativeness", fig8(frame, band), 130),
                            ("fig8_kde_terms", kde_terms(frame, band), 110), ("fig1_panels", panels(frame), 110),
                            ("signals", signals, 110)):

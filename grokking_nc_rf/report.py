@@ -64,7 +64,7 @@ EXTRA = {
     "representativeness after step 100: highest, step": lambda s: _late_peak(s, "representativeness").step,
     "representativeness after step 100: highest": lambda s: _late_peak(s, "representativeness").representativeness,
     "representativeness after step 100: val acc at its highest": lambda s: _late_peak(s, "representativeness").val_acc,
-    "NC1 at the end / initial": lambda s: s.train_nc1.iloc[-1] / s.train_nc1.iloc[0],
+    "NC1 (Papyan) at the end / initial": lambda s: s.train_nc1.iloc[-1] / s.train_nc1.iloc[0],
 }
 
 
@@ -208,12 +208,12 @@ def parting(report: Report) -> str:
 
 
 RELATED = [
-    ("NC1 contracts before generalisation (Sakamoto et al.)", "nc1_before",
-     lambda n: f"below 10% of its initial value at {steps(n['NC1 < 10% of initial'])} steps, lowest at "
-               f"{steps(n['NC1 lowest'])}, before the val_acc rise (half-way) at {steps(n[REFERENCE.name])}"),
-    ("NC1 stays contracted after generalisation", "nc1_stays",
-     lambda n: f"back above 10% of its initial value at {steps(n['NC1 > 10% of initial again'])} steps; at the end "
-               f"{_range_pct(n['NC1 at the end / initial'])} of its initial value"),
+    ("Sakamoto et al.'s claim read with Papyan et al.'s NC1 (train): it contracts before generalisation", "nc1_before",
+     lambda n: f"below 10% of its initial value at {steps(n['NC1 (Papyan) < 10% of initial'])} steps, lowest at "
+               f"{steps(n['NC1 (Papyan) lowest'])}, before the val_acc rise (half-way) at {steps(n[REFERENCE.name])}"),
+    ("Papyan et al.'s NC1 (train) stays contracted after generalisation", "nc1_stays",
+     lambda n: f"back above 10% of its initial value at {steps(n['NC1 (Papyan) > 10% of initial again'])} steps; at the end "
+               f"{_range_pct(n['NC1 (Papyan) at the end / initial'])} of its initial value"),
     ("HTSR alpha < 2 heralds a collapse of validation accuracy (Prakash & Martin)", "alpha_heralds",
      lambda n: (f"mean alpha below 2 at {steps(n['HTSR alpha (mean) < 2'])} steps, W_U's at "
                 f"{steps(n['HTSR alpha (W_U) < 2'])}; validation accuracy at the end {_range_pct(n['val acc: last value'])}"
@@ -282,7 +282,7 @@ def spread(report: Report) -> dict[str, float]:
 
 
 SPREAD_EVENTS = ["train_acc >= 99%", "NCC < 10% of initial", REFERENCE.name, "val_acc >= 90%", "val_acc >= 99%",
-                 "RF peak: original (Fig. 1)", "RF peak: exact at '='", "NC1 lowest", "representativeness < 10% of peak"]
+                 "RF peak: original (Fig. 1)", "RF peak: exact at '='", "NC1 (Papyan) lowest", "representativeness < 10% of peak"]
 
 
 def settings(report: Report) -> str:

@@ -17,6 +17,7 @@ All seeds and the figures: `sh grokking_nc_rf/run_script.sh --preset cpu`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -26,11 +27,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (POSITIVE, Diverged, Key, UsageError, RunLog, command_line, entry_point, epoch_generator,
-                    layer_alphas, log_grid_epochs, log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound,
+from common import (POSITIVE, Diverged, Key, UsageError, RunLog, class_variances, command_line, entry_point,
+                    epoch_generator, layer_alphas, log_grid_epochs, log_spaced_steps, ncc, neural_collapse, parse, relative_flatness_bound,
                     relative_flatness_exact, representativeness_terms, seed_everything)
 from common.plumbing.loop import to_device
-from grokking_nc_rf.data import ANSWER_POS, EOS_POS, equations, split_indices, vocab_size
+from grokking_nc_rf.data import ANSWER_POS, EOS_POS, NUM_OFFSET, equations, split_indices, vocab_size
+from grokking_nc_rf.fourier import final_key_rows, key_frequencies, progress_losses
+from grokking_nc_rf.grokfast import GrokfastEMA
 from grokking_nc_rf.model import SeedStack, Transformer
 from grokking_nc_rf.seeds import SeedSlot, seed_runs, start_group
 
@@ -58,6 +61,9 @@ KEYS = {  # the defaults are the original run (docs/original_code.md §2.3-2.4)
     "eval_points": Key(120, "evaluations of the log_spaced schedule"),
     "bandwidth": Key(1.0, "KDE bandwidth of representativeness (App. D)"),
     "sample_weight": Key(0.02, "App. D's per-sample weight of the KDE term"),
+    "grokfast_alpha": Key(0.98, "Grokfast-EMA's (Lee et al. 2024) moving-average factor of the gradient"),
+    "grokfast_lamb": Key(0.0, "Grokfast-EMA's amplification: g <- g + lamb * EMA(g); 0: off (the original); 2 in "
+                              "their paper"),
 }
 PRESETS = {
     "paper": {},
@@ -80,10 +86,13 @@ RULES = [
     ("eval_points", lambda v: v > 0, "> 0"),
     ("bandwidth", POSITIVE),
     ("sample_weight", POSITIVE),
+    ("grokfast_alpha", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("grokfast_lamb", lambda v: 0 <= v < math.inf, ">= 0"),
 ]
 OPTIONS = {
     "save_features": Key(0, "keep the '=' features (float16) and W_U at N log-spaced evaluations in "
-                            "<run>/features.npz; logits = features @ W_U^T (N=40: ~100 MB for p=97)"),
+                            "<run>/features.npz (logits = features @ W_U^T; N=40: ~100 MB for p=97), and Nanda et al.'s "
+                            "losses at those evaluations with the last one's key frequencies in <run>/fourier_final_keys.jsonl"),
     "seeds": Key("", "train these seeds (comma-separated, e.g. 1,42,15213) as one batched model in one process; "
                      "each writes the run folder and rows a run of it alone (--seed) would"),
 }
@@ -198,8 +207,19 @@ def seed_metrics(model, passes, data, config):
     row["w_norm"] = w_u.norm().item()
     # HTSR alpha of every weight matrix (Martin & Mahoney; the signal of Prakash & Martin's anti-grokking).
     row.update({k: v.item() for k, v in layer_alphas(model).items()})
+    # Papyan et al.'s NC1-NC4 on the training split; Sakamoto et al.'s within- and between-class variances and
+    # their ratio on both splits (their claim is about the held-out, population one).
     nc = neural_collapse(at_eq["train"].double(), answers["train"], w_u.double())
     row.update({f"train_{k}": v.item() for k, v in nc.items()})
+    for split in data:
+        row.update({f"{split}_{k}": v.item() for k, v in class_variances(at_eq[split].double(), answers[split]).items()})
+    # Nanda et al.'s progress measures (fourier.py): the answer logits of all p^2 pairs, the key frequencies of
+    # the current embedding of the numbers.
+    p = config["modulus"]
+    grid, grid_answers, masks = pair_grid(data, logits_at_eq, p)
+    keys = key_frequencies(model.embed.weight[NUM_OFFSET:NUM_OFFSET + p])
+    row["n_key_frequencies"], row["key_frequencies"] = len(keys), keys
+    row.update({k: v.item() for k, v in progress_losses(grid, grid_answers, masks, keys).items()})
     # App. D: representativeness = validation loss - KDE term, both logged, for each kernel and each
     # reading of the weights (README: with the reference code's weights the KDE term is ~1e-4 of the value).
     terms = representativeness_terms(at_eq["train"], logits_at_eq["train"], at_eq["val"], logits_at_eq["val"],
@@ -213,16 +233,39 @@ def seed_metrics(model, passes, data, config):
     return row
 
 
+def pair_grid(data, values, p):
+    """`values` ({split: (N, ...)}, rows in the split's order) on the a-major grid of all p^2 pairs, the answers
+    there, and each split's mask of its pairs."""
+    grid = {}
+    for split, (inputs, targets) in data.items():
+        index = (inputs[:, 1] - NUM_OFFSET) * p + inputs[:, 3] - NUM_OFFSET  # row a * p + b
+        grid[split] = index
+    first = values[next(iter(data))]
+    out = first.new_empty((p * p, *first.shape[1:]))
+    answers = torch.empty(p * p, dtype=torch.long, device=first.device)
+    masks = {}
+    for split, index in grid.items():
+        out[index], answers[index] = values[split], data[split][1][:, 0]
+        masks[split] = torch.zeros(p * p, dtype=torch.bool, device=first.device).index_fill_(0, index, True)
+    return out, answers, masks
+
+
 def pack_features(run_dir: Path) -> None:
     """Merge the per-evaluation feature files into one compressed features.npz."""
     parts = sorted((run_dir / "features").glob("step_*.pt"), key=lambda f: int(f.stem[5:]))
     if not parts:
         return
     saved = [torch.load(f) for f in parts]
-    np.savez_compressed(run_dir / "features.npz", steps=np.array([d["step"] for d in saved]),
-                        features=np.stack([d["features"].numpy() for d in saved]),  # (E, N, d) float16
-                        unembedding=np.stack([d["unembedding"].numpy() for d in saved]),  # (E, V, d)
-                        labels=saved[0]["labels"].numpy(), is_train=saved[0]["is_train"].numpy())
+    packed = dict(steps=np.array([d["step"] for d in saved]),
+                  features=np.stack([d["features"].numpy() for d in saved]),  # (E, N, d) float16
+                  unembedding=np.stack([d["unembedding"].numpy() for d in saved]),  # (E, V, d)
+                  embedding=np.stack([d["embedding"].numpy() for d in saved]),  # (E, p, d) the numbers' rows
+                  labels=saved[0]["labels"].numpy(), is_train=saved[0]["is_train"].numpy(),
+                  pairs=saved[0]["pairs"].numpy())  # (N,) each row's pair a * p + b
+    np.savez_compressed(run_dir / "features.npz", **packed)
+    # Nanda et al.'s way: the progress measures of the whole run with the final key frequencies (fourier.py).
+    with open(run_dir / "fourier_final_keys.jsonl", "w") as out:
+        out.writelines(json.dumps(row) + "\n" for row in final_key_rows(packed))
     for f in parts:
         f.unlink()
     (run_dir / "features").rmdir()
@@ -241,7 +284,7 @@ def main(argv=None):
                                        config["split"])
     data = {"train": (inputs[train_idx].to(device), targets[train_idx].to(device)),
             "val": (inputs[val_idx].to(device), targets[val_idx].to(device))}
-    n_train = len(train_idx)
+    n_train, p = len(train_idx), config["modulus"]
     batch_size, batches_per_epoch = batching(config, n_train)
 
     # One model per seed, each initialised as a run of that seed alone, trained as one SeedStack (one seed:
@@ -272,6 +315,11 @@ def main(argv=None):
                                                   if config["warmup_steps"] > 0 else 1.0)
     slots = [SeedSlot(model, optimizer, s) for s in range(len(logs))]
     states = start_group([log for _, log in logs], slots, scheduler, device)
+    # Grokfast-EMA (grokfast.py) between backward and the optimizer step; its moving averages are in the checkpoint.
+    grokfast = (GrokfastEMA({name: model.p(name) for name in model.names}, config["grokfast_alpha"],
+                            config["grokfast_lamb"]) if config["grokfast_lamb"] > 0 else None)
+    for s, state in enumerate(states if grokfast else []):
+        grokfast.load_seed(s, state["extra"].get("grokfast", {}))
     step = states[0]["step"]
     times = states[0]["extra"].get("times", {"train_s": 0.0, "eval_s": 0.0})
     # Fig. 1's train side: the original's values over the last epoch's in-training forward passes.
@@ -315,14 +363,17 @@ def main(argv=None):
             if step in save_at:
                 (r.run_dir / "features").mkdir(exist_ok=True)
                 torch.save({"step": step, "unembedding": model.p("unembed.weight")[s].detach().cpu().clone(),
+                            "embedding": model.p("embed.weight")[s, NUM_OFFSET:NUM_OFFSET + p].detach().cpu().clone(),
                             "features": torch.cat([out[split][0][s, :, 0] for split in ("train", "val")]).half().cpu(),
                             "labels": torch.cat([data[split][1][:, 0] for split in ("train", "val")]).short().cpu(),
-                            "is_train": torch.arange(n_train + len(val_idx)) < n_train},
+                            "is_train": torch.arange(n_train + len(val_idx)) < n_train,
+                            "pairs": torch.from_numpy(np.concatenate([train_idx, val_idx]))},
                            r.run_dir / "features" / f"step_{step}.pt")
         times["eval_s"] += time.perf_counter() - start
         for s in active:
             state = logs[s][1].save_checkpoint(step, slots[s].model, slots[s].optimizer, scheduler, times=times,
-                                               window={k: v.cpu() for k, v in windows[s].items()}, previous=saved[s])
+                                               window={k: v.cpu() for k, v in windows[s].items()}, previous=saved[s],
+                                               grokfast=grokfast.seed_state(s) if grokfast else {})
             saved[s] = {**state, "extra": {k: v for k, v in state["extra"].items() if k != "previous"}}
         return rows
 
@@ -349,6 +400,8 @@ def main(argv=None):
                             model.p("unembed.weight")[s])
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # each seed's parameters get the gradient of its own loss
+        if grokfast:
+            grokfast()
         optimizer.step()
         scheduler.step()
         step += 1
