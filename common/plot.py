@@ -35,19 +35,20 @@ from .plumbing.tables import run_groups  # noqa: E402
 
 __all__ = ["signals_figure", "figures_of", "make_figure", "main"]
 
-# The signals of the papers that argue about grokking's timing, each drawn where logged with the mark of its
-# extremum of interest; the first key of a signal that a run logged is used. Each is named by whose quantity it is:
-# flatness and NCC (this paper), Papyan et al.'s NC1, Sakamoto et al.'s within-class variance and trace-ratio NC1 on
-# held-out data, Nanda et al.'s restricted and excluded losses, HTSR alpha (Prakash & Martin).
+# The signals of the papers that argue about grokking's timing, each drawn where logged with a mark at its
+# extremum of interest (None: no mark); the first key of a signal that a run logged is used. Each is named by
+# whose quantity it is: flatness and NCC (this paper), Papyan et al.'s NC1, Sakamoto et al.'s within-class
+# variance and trace-ratio NC1 on held-out data, Nanda et al.'s restricted and excluded losses, HTSR alpha
+# (Prakash & Martin).
 SIGNALS = [("validation accuracy", ["val_acc"], "black", "max"),
            ("relative flatness (Fig. 1's curve, else the bound)", ["train_rf_original_running", "train_rf_bound"],
             "tab:red", "max"),
            ("NCC", ["train_ncc_running", "train_ncc"], "tab:purple", "min"),
            ("NC1 (Papyan et al., train)", ["train_nc1"], "tab:blue", "min"),
-           ("within-class variance (Sakamoto et al., val)", ["val_wcv"], "tab:cyan", "min"),
+           ("within-class variance (Sakamoto et al., val)", ["val_wcv"], "tab:cyan", "max"),
            ("NC1 trace ratio (Sakamoto et al., val)", ["val_nc1_trace"], "navy", "min"),
            ("restricted loss (Nanda et al., val)", ["val_restricted_loss"], "tab:brown", "min"),
-           ("excluded loss (Nanda et al., train)", ["train_excluded_loss"], "tab:pink", "max"),
+           ("excluded loss (Nanda et al., train)", ["train_excluded_loss"], "tab:pink", None),  # its peak: an onset event
            ("representativeness", ["representativeness"], "tab:orange", "min"),
            ("HTSR alpha (mean over layers)", ["alpha_mean"], "tab:green", "min")]
 
@@ -56,7 +57,7 @@ def signals_figure(frame, title: str, root: Path = Path(".")):
     """One panel per run group: each signal scaled to [0, 1] over its run (mean over seeds), with a marker at
     its extremum of interest (common.analysis, running median of 3) and the val_acc rise as a dotted line."""
     groups = run_groups(frame)
-    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 4.2 * len(groups)), squeeze=False)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(14, 4.6 * len(groups)), squeeze=False)
     for ax, (group, rows) in zip(axes[:, 0], groups):
         mean = rows[rows.step > 0].groupby("step").mean(numeric_only=True)
         for label, keys, color, kind in SIGNALS:
@@ -67,7 +68,7 @@ def signals_figure(frame, title: str, root: Path = Path(".")):
             low, high = np.nanmin(values), np.nanmax(values)
             scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
             ax.plot(mean.index, scaled, color=color, label=f"{label} [{key}: {low:.3g} .. {high:.3g}]")
-            at = onsets(mean.reset_index(), [Event("extremum", key, kind)])["extremum"]
+            at = onsets(mean.reset_index(), [Event("extremum", key, kind)])["extremum"] if kind else np.nan
             if np.isfinite(at):
                 ax.plot([at], [np.interp(at, mean.index, scaled)], "o", color=color)
         rise = onsets(mean.reset_index(), [])[REFERENCE.name]
@@ -76,9 +77,10 @@ def signals_figure(frame, title: str, root: Path = Path(".")):
         ax.set(xscale="log", xlabel="optimization step", ylabel="scaled to [0, 1] over the run (mean over seeds)",
                title=f"{root.name if group == '.' else group}: markers at each signal's extremum of interest "
                      f"(its peak or lowest value)")
-        ax.legend(fontsize=7, loc="center left")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.suptitle(title)
-    fig.tight_layout()
+    height = fig.get_figheight()  # the axes on the left, their legends to the right of them
+    fig.subplots_adjust(left=0.06, right=0.6, top=1 - 0.75 / height, bottom=0.6 / height, hspace=0.45)
     return fig
 
 

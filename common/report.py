@@ -441,6 +441,22 @@ def head_commit() -> str:
 
 # ---------------------------------------------------------------------------------------------- compare
 
+def _defaults(experiment: str) -> dict:
+    """The defaults of `experiment`'s config keys (its train.py's KEYS), or {}."""
+    try:
+        return {k: key.default for k, key in importlib.import_module(f"{experiment}.train").KEYS.items()}
+    except (ImportError, AttributeError):
+        return {}
+
+
+def same_config(committed: dict, rerun: dict, defaults: dict) -> bool:
+    """Whether two configs are one, seeds aside; a key that one of them predates counts at its default (a run
+    logged before a key existed ran as its default does)."""
+    missing = object()
+    return all(committed.get(k, defaults.get(k, missing)) == rerun.get(k, defaults.get(k, missing))
+               for k in (set(committed) | set(rerun)) - {"seed"})
+
+
 def comparison(runs_dir: Path, report: Report):
     """(group, rows) for a rerun under `runs_dir`: the committed group with the same config and, per number of
     the experiment's `numbers` and shared seed, (name, seed, ours, yours, our spread, within it)."""
@@ -463,8 +479,9 @@ def comparison(runs_dir: Path, report: Report):
         raise UsageError(f"the runs under {runs_dir} have {len(configs)} different configs; give the folder of one run group")
     config = json.loads(configs.pop())
     others = getattr(module, "SPREAD_OTHERS", [])
+    defaults = _defaults(experiment)
     ours = next((g for g in committed_groups(report.root) if g.experiment == experiment and str(g.path) not in others
-                 and {k: v for k, v in next(iter(g.configs.values()))["config"].items() if k != "seed"} == config), None)
+                 and same_config(next(iter(g.configs.values()))["config"], config, defaults)), None)
     if ours is None:
         raise UsageError(f"no committed run group of {experiment} has the config of the runs under {runs_dir}")
     from .plumbing.runlog import load_runs

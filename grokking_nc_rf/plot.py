@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from common import UsageError, entry_point, load_runs, markdown_table, seed_band  # noqa: E402
-from common.analysis import Event, onset_table, write_tables  # noqa: E402
+from common import UsageError, entry_point, load_runs, markdown_table, read_metrics, seed_band  # noqa: E402
+from common.analysis import REFERENCE, Event, onset_table, write_tables  # noqa: E402
 from common.plot import signals_figure  # noqa: E402
 from common.plumbing.tables import seeds_label  # noqa: E402
 from grokking_nc_rf import train  # noqa: E402
@@ -50,9 +50,10 @@ EVENTS = [
     Event("within-class variance (val) < 50% of peak", "val_wcv", "below", 0.5, relative="peak",
           after="within-class variance (val) peak"),
     Event("NC1 trace (Sakamoto, val) < 10% of initial", "val_nc1_trace", "below", 0.1, relative="initial"),
-    Event("NC1 trace (Sakamoto, val) lowest", "val_nc1_trace", "min"),
+    Event("NC1 trace (Sakamoto, val) < 1% of initial", "val_nc1_trace", "below", 0.01, relative="initial"),
     Event("restricted loss (val) < 50% of initial", "val_restricted_loss", "below", 0.5, relative="initial"),
-    Event("excluded loss (train) peak", "train_excluded_loss", "max"),
+    # after memorisation: the warm-up's first steps raise every loss above its initial value for a moment
+    Event("excluded loss (train) peak after train_acc 99%", "train_excluded_loss", "max", after="train_acc >= 99%"),
     Event("RF peak: original (Fig. 1)", "train_rf_original_running", "max"),
     Event("RF peak: original, eval", "train_rf_original", "max"),
     Event("RF peak: bound at '='", "train_rf_bound", "max"),
@@ -231,6 +232,66 @@ def kde_terms(frame, band):
     return fig
 
 
+# The plain-against-Grokfast figure (--compare): every signal of the onset table, each in its own panel.
+COMPARED = [("validation accuracy", "val_acc", "linear"), ("train accuracy (in-training epoch mean)", "train_acc_running", "linear"),
+            ("relative flatness (Fig. 1's curve)", "train_rf_original_running", "log"),
+            ("relative flatness, bound at '='", "train_rf_bound", "log"),
+            ("NCC (train, in-training epoch mean)", "train_ncc_running", "log"),
+            ("NC1 (Papyan et al., train)", "train_nc1", "log"),
+            ("within-class variance (Sakamoto et al., val)", "val_wcv", "log"),
+            ("NC1 trace ratio (Sakamoto et al., val)", "val_nc1_trace", "log"),
+            ("restricted loss (Nanda et al., val)", "val_restricted_loss", "log"),
+            ("excluded loss (Nanda et al., train)", "train_excluded_loss", "linear"),
+            ("restricted loss, final key frequencies (val)", "val_restricted_loss_final_keys", "log"),
+            ("excluded loss, final key frequencies (train)", "train_excluded_loss_final_keys", "linear"),
+            ("key frequencies (Nanda et al.)", "n_key_frequencies", "linear"),
+            ("HTSR alpha, mean (Prakash & Martin)", "alpha_mean", "linear"),
+            ("validation loss", "val_loss", "log")]
+
+
+def _run_label(frame) -> str:
+    lamb = float(frame["grokfast_lamb"].iloc[0]) if "grokfast_lamb" in frame else 0.0
+    alpha = float(frame["grokfast_alpha"].iloc[0]) if lamb else 0.0
+    return f"Grokfast-EMA (alpha {alpha:g}, lamb {lamb:g})" if lamb else "plain AdamW"
+
+
+def with_final_keys(frame, group: Path):
+    """`frame` with Nanda et al.'s reading added where a run wrote it (--save_features): the restricted and
+    excluded losses with the last saved evaluation's key frequencies, as `<key>_final_keys` at the saved steps."""
+    parts = []
+    for run_dir, rows in frame.groupby("run_dir", sort=False):
+        path = group / run_dir / "fourier_final_keys.jsonl"
+        if path.exists():
+            final = pd.DataFrame(read_metrics(path)).drop(columns="key_frequencies")
+            rows = rows.merge(final.rename(columns=lambda k: k if k == "step" else f"{k}_final_keys"), on="step",
+                              how="left")
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)
+
+
+def compare_signals(frames: list, title: str):
+    """Each signal of COMPARED in a panel, one curve per run group (mean over seeds, min-max band), and each
+    group's val_acc rise (mean over seeds) as a dotted line: does the signal move when generalisation does?"""
+    fig, axes = plt.subplots(3, 5, figsize=(24, 11))
+    for frame, color in zip(frames, ["black", "tab:red", "tab:blue", "tab:green"]):
+        rises = onset_table(frame, [])[REFERENCE.name].to_numpy(dtype=float)
+        rise = rises[np.isfinite(rises)].mean() if np.isfinite(rises).any() else np.nan
+        for ax, (name, key, yscale) in zip(axes.flat, COMPARED):
+            if key in frame and frame[key].notna().any():
+                _band(ax, frame, key, _run_label(frame), color)
+            if np.isfinite(rise):
+                ax.axvline(rise, color=color, linestyle=":", linewidth=1)
+            ax.set(xscale="log", yscale=yscale, title=name, xlabel="optimization step")
+    for ax in axes.flat:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not logged by these runs", ha="center", transform=ax.transAxes)
+    fig.suptitle(title + "; dotted: each group's val_acc rise (half-way), mean over seeds")
+    fig.tight_layout()
+    return fig
+
+
 # python -m common.plot RUNS --figure NAME: the figures of these runs, from (the runs' rows, RUNS)
 FIGURES = {"fig1": lambda frame, root: fig1(frame, seeds_label(frame)),
            "fig1_panels": lambda frame, root: panels(frame),
@@ -242,7 +303,13 @@ FIGURES = {"fig1": lambda frame, root: fig1(frame, seeds_label(frame)),
 def main(argv=None):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--run_group", default=None, help="folder holding seed_<k>/ run folders")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="RUN_GROUP",
+                        help="draw the signals of these run groups side by side (e.g. plain and Grokfast runs) to "
+                             "<--out>/compare_signals.png instead")
+    parser.add_argument("--out", default=None, help="with --compare: the folder of the figure")
     args, rest = parser.parse_known_args(argv)
+    if args.compare:
+        return _compare_main(args)
     if args.run_group is None:
         rest = [a for a in rest if a != "--no_progress"]
         args.run_group = train.parse_args(rest).run_dir.parent
@@ -272,6 +339,26 @@ def main(argv=None):
     if line:
         print(line)
     return table
+
+
+def _compare_main(args) -> Path:
+    if not args.out:
+        raise UsageError("--compare needs --out FOLDER, where compare_signals.png goes")
+    frames = []
+    for group in map(Path, args.compare):
+        frame = load_runs(group)
+        if frame.empty:
+            raise UsageError(f"no runs under {group}; give folders that hold seed_<k>/ run folders")
+        frames.append(with_final_keys(frame, group))
+    seeds = sorted(set.intersection(*(set(f["seed"]) for f in frames)))
+    fig = compare_signals(frames, f"Grokking's signals, {' against '.join(_run_label(f) for f in frames)} "
+                                  f"(seeds {', '.join(map(str, seeds))})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "compare_signals.png", dpi=100)
+    plt.close(fig)
+    print(out / "compare_signals.png")
+    return out / "compare_signals.png"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pandas as pd
 
 from common.analysis import REFERENCE, onset_table, summary, SUMMARY_COLUMNS
 from common import markdown_table
+from common.plumbing.config import REPO_ROOT
 from common.report import Report, number, per_seed, span, steps, value_range
 from grokking_nc_rf.plot import CHECKS, EVENTS, KDE_READINGS
 
@@ -35,6 +36,15 @@ COMMANDS = {
     "grokking_nc_rf/figures/cpu_kernels_compatible": "KERNELS=native ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE "
                                                      "sh grokking_nc_rf/run_script.sh --preset cpu",
 }
+# Grokfast (issue 28): plain and Grokfast-EMA runs of the same seeds, per preset (the CPU preset's plain runs are CPU).
+GROKFAST = {"cpu": (CPU, "grokking_nc_rf/figures/grokfast/cpu/cpu_grokfast_lamb2.0"),
+            "paper": ("grokking_nc_rf/figures/grokfast/paper/paper_steps25000",
+                      "grokking_nc_rf/figures/grokfast/paper/paper_grokfast_lamb2.0_steps25000")}
+COMMANDS.update({
+    GROKFAST["cpu"][1]: "sh grokking_nc_rf/run_script.sh --preset cpu --grokfast_lamb 2 --save_features 40",
+    GROKFAST["paper"][0]: "sh grokking_nc_rf/run_script.sh --preset paper --steps 25000 --save_features 40",
+    GROKFAST["paper"][1]: "sh grokking_nc_rf/run_script.sh --preset paper --steps 25000 --grokfast_lamb 2 --save_features 40",
+})
 
 
 def _after_first(s: pd.DataFrame, key: str, at: float) -> pd.DataFrame:
@@ -214,6 +224,18 @@ RELATED = [
     ("Papyan et al.'s NC1 (train) stays contracted after generalisation", "nc1_stays",
      lambda n: f"back above 10% of its initial value at {steps(n['NC1 (Papyan) > 10% of initial again'])} steps; at the end "
                f"{_range_pct(n['NC1 (Papyan) at the end / initial'])} of its initial value"),
+    ("Sakamoto et al.'s own quantity: the population (validation) within-class variance contracts, and "
+     "their trace-ratio NC1 with it, as the model generalises", "wcv_contracts",
+     lambda n: f"the validation within-class variance is highest at {steps(n['within-class variance (val) peak'])} "
+               f"steps and below half of that at {steps(n['within-class variance (val) < 50% of peak'])}; the "
+               f"validation trace-ratio NC1 below 10% of its initial value at "
+               f"{steps(n['NC1 trace (Sakamoto, val) < 10% of initial'])}, below 1% at "
+               f"{steps(n['NC1 trace (Sakamoto, val) < 1% of initial'])}; the val_acc rise (half-way) at {steps(n[REFERENCE.name])}"),
+    ("Nanda et al.: the restricted loss falls before the validation loss, while the excluded loss rises",
+     "restricted_before",
+     lambda n: f"validation restricted loss below half its initial value at "
+               f"{steps(n['restricted loss (val) < 50% of initial'])} steps, training excluded loss highest (after train accuracy 99%) at "
+               f"{steps(n['excluded loss (train) peak after train_acc 99%'])}; the val_acc rise (half-way) at {steps(n[REFERENCE.name])}"),
     ("HTSR alpha < 2 heralds a collapse of validation accuracy (Prakash & Martin)", "alpha_heralds",
      lambda n: (f"mean alpha below 2 at {steps(n['HTSR alpha (mean) < 2'])} steps, W_U's at "
                 f"{steps(n['HTSR alpha (W_U) < 2'])}; validation accuracy at the end {_range_pct(n['val acc: last value'])}"
@@ -261,6 +283,39 @@ def onsets(report: Report, path: str = CPU) -> str:
     return (markdown_table(SUMMARY_COLUMNS[1:], rows) + "\n" + report.source("Runs", group, COMMANDS) + "\n")
 
 
+def _steps_cell(values: np.ndarray, sign: str = "") -> str:
+    """mean ± std of the finite values (the seeds that reach an event), and how many those are if not all."""
+    reached = np.isfinite(values)
+    if not reached.any():
+        return "not reached"
+    cell = f"{values[reached].mean():{sign},.0f} ± {values[reached].std(ddof=1) if reached.sum() > 1 else 0:,.0f}"
+    return cell if reached.all() else f"{cell} ({reached.sum()}/{len(values)} seeds)"
+
+
+def grokfast(report: Report, preset: str) -> str:
+    """The onset table of plain against Grokfast-EMA runs of the same seeds: each event's step (mean ± std over the
+    seeds that reach it), the per-seed shift Grokfast - plain, and the lag against the val_acc rise in each. An
+    event that moves with the rise of validation accuracy keeps its lag."""
+    missing = [path for path in GROKFAST[preset] if not list((report.root / path).glob("seed_*/metrics.jsonl"))]
+    if missing:
+        return "Not run yet: " + "; ".join(f"`{COMMANDS[path]}` (to `{path}`)" for path in missing) + ".\n"
+    groups = [report.group(path) for path in GROKFAST[preset]]
+    tables = [onset_table(g.frame, EVENTS).droplevel("group") for g in groups]
+    seeds = sorted(set(tables[0].index) & set(tables[1].index))
+    plain, fast = (t.loc[seeds].astype(float) for t in tables)
+    rows = []
+    for name in [c for c in plain.columns if c in fast.columns]:
+        shift = (fast[name] - plain[name]).to_numpy()
+        lags = [(t[name] - t[REFERENCE.name]).to_numpy() for t in (plain, fast)]
+        rows.append([name, _steps_cell(plain[name].to_numpy()), _steps_cell(fast[name].to_numpy()),
+                     _steps_cell(shift, "+") if np.isfinite(shift).any() else "n/a",
+                     *(f"{lag[np.isfinite(lag)].mean():+,.0f}" if np.isfinite(lag).any() else "n/a" for lag in lags)])
+    columns = ["event", "plain: step", "Grokfast: step", "shift (Grokfast - plain, per seed)",
+               "lag vs val_acc rise: plain", "lag: Grokfast"]
+    sources = [report.source(label, g, COMMANDS) for label, g in zip(("Plain", "Grokfast"), groups)]
+    return (markdown_table(columns, rows) + "\n" + "\n".join(f"{s}  " for s in sources).rstrip() + "\n")
+
+
 def present(report: Report) -> dict[str, str]:
     """The settings of SETTINGS whose run group is committed."""
     return {path: label for path, label in SETTINGS.items() if list((report.root / path).glob("seed_*/metrics.jsonl"))}
@@ -298,6 +353,9 @@ def settings(report: Report) -> str:
 
 
 FIGURES = [["grokking_nc_rf.plot", "--run_group", "grokking_nc_rf/figures/cpu"],
-           ["grokking_nc_rf.plot", "--run_group", "grokking_nc_rf/figures/paper"]]  # figures/, onsets.md, checks.md
+           ["grokking_nc_rf.plot", "--run_group", "grokking_nc_rf/figures/paper"],  # figures/, onsets.md, checks.md
+           *(["grokking_nc_rf.plot", "--compare", *paths, "--out", f"grokking_nc_rf/figures/grokfast/{preset}/figures"]
+             for preset, paths in GROKFAST.items() if all((REPO_ROOT / path).is_dir() for path in paths))]
 TABLES = {"checks": checks, "related": related, "onsets": onsets, "onsets_paper": lambda r: onsets(r, PAPER),
-          "settings": settings, "kde": kde, "parting": parting}
+          "settings": settings, "kde": kde, "parting": parting, "grokfast_cpu": lambda r: grokfast(r, "cpu"),
+          "grokfast_paper": lambda r: grokfast(r, "paper")}

@@ -96,6 +96,8 @@ def test_every_image_a_document_shows_is_committed_and_redrawn():
             for command in commands:
                 if "--to" in command:
                     outputs.add(command[command.index("--to") + 1])
+                if "--compare" in command:  # grokking_nc_rf.plot --compare GROUPS --out FOLDER
+                    outputs.add(command[command.index("--out") + 1])
                 if "--run_group" in command:
                     outputs.add(command[command.index("--run_group") + 1] + "/figures")
                 if "--out_dir" in command and "--to" not in command:  # nc_experiments.plot: <out_dir>/<exp>/figures/<preset>

@@ -2,13 +2,14 @@
 variances as logged) and the Grokfast intervention, each against an independent computation."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from common import class_variances, read_metrics
+from common import class_variances, load_runs, read_metrics
 from grokking_nc_rf import train
 from grokking_nc_rf.fourier import frequency_energies, key_frequencies, progress_losses
 from grokking_nc_rf.grokfast import GrokfastEMA
@@ -174,3 +175,24 @@ def test_logged_related_quantities_match_their_recomputation(tmp_path):
             assert last[f"{split}_{key}"] == pytest.approx(value.item(), rel=2e-3)
         for loss in ("restricted_loss", "excluded_loss"):
             assert final[-1][f"{split}_{loss}"] == pytest.approx(last[f"{split}_{loss}"], rel=2e-3)
+
+
+def test_compare_figure_of_plain_and_grokfast_runs(tmp_path, capsys):
+    """plot --compare draws every signal of both run groups into one PNG; without --out it is one line, exit 2."""
+    from grokking_nc_rf import plot
+
+    flags = TINY + ["--steps", "12", "--eval_points", "3"]
+    train.main(flags + ["--save_features", "2", "--out_dir", str(tmp_path)])
+    train.main(flags + ["--grokfast_lamb", "2", "--out_dir", str(tmp_path)])
+    groups = sorted(str(p) for p in (tmp_path / "grokking_nc_rf").iterdir())
+    assert len(groups) == 2
+    plain = next(g for g in groups if "grokfast" not in g)
+    frame = plot.with_final_keys(load_runs(plain), Path(plain))
+    final = frame.dropna(subset=["val_restricted_loss_final_keys"])
+    assert len(final) == 2 and final.step.iloc[-1] == 12  # the 2 saved evaluations, the last one's keys
+    assert final.val_restricted_loss_final_keys.iloc[-1] == pytest.approx(final.val_restricted_loss.iloc[-1], rel=2e-3)
+    png = plot.main(["--compare", *groups, "--out", str(tmp_path / "figures")])
+    assert png.stat().st_size > 30_000
+    with pytest.raises(SystemExit) as exc:
+        plot.main(["--compare", *groups])
+    assert exc.value.code == 2 and "--compare needs --out" in capsys.readouterr().err

@@ -177,6 +177,26 @@ def test_compare_says_whether_a_rerun_lies_within_the_measured_spread(tmp_path):
     assert len(rows) == 3 and all(line.endswith("| **no** |") for line in rows)
 
 
+def test_a_rerun_finds_a_committed_group_that_predates_a_config_key(tmp_path):
+    """The committed paper-preset group was logged before --grokfast_* existed: a rerun of the same preset, whose
+    config holds those keys at their defaults, is still compared with it; at another value it is not."""
+    from grokking_nc_rf.train import KEYS
+
+    defaults = {k: key.default for k, key in KEYS.items()}
+    old = json.loads((REPO / PAPER / "seed_42" / "config.json").read_text())["config"]
+    assert "grokfast_lamb" not in old
+    assert report.same_config(old, {**old, "grokfast_lamb": 0.0, "grokfast_alpha": 0.98, "seed": 1}, defaults)
+    assert not report.same_config(old, {**old, "grokfast_lamb": 2.0}, defaults)
+    assert not report.same_config(old, {**old, "no_such_key": 1}, defaults)
+    _copy_groups(tmp_path, [PAPER])
+    for config_path in (tmp_path / PAPER).glob("seed_*/config.json"):
+        record = json.loads(config_path.read_text())
+        record["config"].update(grokfast_lamb=0.0, grokfast_alpha=0.98)
+        config_path.write_text(json.dumps(record))
+    ours, _, rows = report.comparison(tmp_path / PAPER, Report(REPO))
+    assert str(ours.path) == PAPER and all(row[5] for row in rows)
+
+
 def test_the_verifying_commit_is_dirty_only_for_changed_code(tmp_path, monkeypatch):
     """A rerun records the commit of the code it ran: a changed document or log (docs/verified.json, written by
     the previous --verify) leaves it clean, a changed .py file marks it -dirty."""
