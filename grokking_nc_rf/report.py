@@ -243,8 +243,8 @@ RELATED = [
 ]
 
 
-def _check_table(report: Report, rows) -> str:
-    groups = [("ours, CPU scale", CPU), (f"ours, paper scale ({_seeds(report.group(PAPER).seeds)})", PAPER)]
+def _check_table(report: Report, rows, more=()) -> str:
+    groups = [("ours, CPU scale", CPU), (f"ours, paper scale ({_seeds(report.group(PAPER).seeds)})", PAPER), *more]
     numbers_of = {path: _numbers_of(report, path) for _, path in groups}
     columns = ["check", "paper / original run", *(f"{label} [{i + 1}]" for i, (label, _) in enumerate(groups))]
     lines = [[text, report.paper("grokking_nc_rf", key), *(_cell(cell, numbers_of[path]) for _, path in groups)]
@@ -270,8 +270,12 @@ def checks(report: Report) -> str:
 
 
 def related(report: Report) -> str:
-    """REPRODUCTION.md's related-work rows on the grokking runs."""
-    return _check_table(report, RELATED)
+    """REPRODUCTION.md's related-work rows on the grokking runs; with the plain 25,000-step paper-preset runs of the
+    Grokfast comparison where committed (they log every related quantity; the 1e5-step runs predate some)."""
+    path = GROKFAST["paper"][0]
+    more = ([("ours, paper scale, 25,000 steps", path)] if list((report.root / path).glob("seed_*/metrics.jsonl"))
+            else [])
+    return _check_table(report, RELATED, more)
 
 
 def onsets(report: Report, path: str = CPU) -> str:
