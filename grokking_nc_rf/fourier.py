@@ -21,8 +21,9 @@ number tokens' embedding (the squared norm of its projection onto cos(w_k a) and
 the embedding dimensions). At initialisation (a N(0, 1) embedding, its energy spread evenly) that is about
 four in five of the p // 2 frequencies; once a few frequencies carry the embedding, it is those. 0.8 rather than
 a half: in this 2-layer model the embedding of a grokked run concentrates on fewer frequencies than its
-logits use, and half of its energy leaves some of those out (the restricted loss then stays far above the
-full loss at the end of a run; with 0.8 they meet, grokking_nc_rf/README.md).
+logits use, and the frequencies that hold half of its energy leave some of those out. Compare the logged
+restricted loss at the end of a run with the loss at the answer (`representativeness_val_loss`) to see
+how much of the logits the rule's frequencies carry.
 """
 
 from __future__ import annotations
