@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from common import (class_variances, layer_alphas, ncc, neural_collapse, relative_flatness_bound, relative_flatness_exact,
                     representativeness_terms)
 from grokking_nc_rf.data import ANSWER_POS, EOS_POS, NUM_OFFSET
-from grokking_nc_rf.fourier import final_key_rows, key_frequencies, progress_losses
+from grokking_nc_rf.fourier import final_key_rows, key_frequencies, pair_grid, progress_losses
 
-__all__ = ["RHS", "forward_rhs", "evaluate", "seed_metrics", "pair_grid", "pack_features"]
+__all__ = ["RHS", "forward_rhs", "evaluate", "seed_metrics", "pack_features"]
 
 RHS = slice(ANSWER_POS, EOS_POS + 1)  # the two right-hand-side positions the loss uses
 
@@ -91,7 +91,8 @@ def seed_metrics(model, passes, data, config):
     # Nanda et al.'s progress measures (fourier.py): the answer logits of all p^2 pairs, the key frequencies of
     # the current embedding of the numbers.
     p = config["modulus"]
-    grid, grid_answers, masks = pair_grid(data, logits_at_eq, p)
+    pairs = {split: (inputs[:, 1] - NUM_OFFSET) * p + inputs[:, 3] - NUM_OFFSET for split, (inputs, _) in data.items()}
+    grid, grid_answers, masks = pair_grid(pairs, logits_at_eq, answers, p)
     keys = key_frequencies(model.embed.weight[NUM_OFFSET:NUM_OFFSET + p])
     row["n_key_frequencies"], row["key_frequencies"] = len(keys), keys
     row.update({k: v.item() for k, v in progress_losses(grid, grid_answers, masks, keys).items()})
@@ -106,23 +107,6 @@ def seed_metrics(model, passes, data, config):
             row[key + "_kde"] = terms[f"kde_{kernel}_{weights}"].item()
             row[key] = row["representativeness_val_loss"] - row[key + "_kde"]
     return row
-
-
-def pair_grid(data, values, p):
-    """`values` ({split: (N, ...)}, rows in the split's order) on the a-major grid of all p^2 pairs, the answers
-    there, and each split's mask of its pairs."""
-    grid = {}
-    for split, (inputs, targets) in data.items():
-        index = (inputs[:, 1] - NUM_OFFSET) * p + inputs[:, 3] - NUM_OFFSET  # row a * p + b
-        grid[split] = index
-    first = values[next(iter(data))]
-    out = first.new_empty((p * p, *first.shape[1:]))
-    answers = torch.empty(p * p, dtype=torch.long, device=first.device)
-    masks = {}
-    for split, index in grid.items():
-        out[index], answers[index] = values[split], data[split][1][:, 0]
-        masks[split] = torch.zeros(p * p, dtype=torch.bool, device=first.device).index_fill_(0, index, True)
-    return out, answers, masks
 
 
 def pack_features(run_dir: Path) -> None:

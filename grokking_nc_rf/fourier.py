@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["KEY_SHARE", "frequency_energies", "key_frequencies", "key_directions", "progress_losses", "final_key_rows"]
+__all__ = ["KEY_SHARE", "frequency_energies", "key_frequencies", "key_directions", "progress_losses", "pair_grid",
+           "final_key_rows"]
 
 KEY_SHARE = 0.8
 
@@ -109,22 +110,34 @@ def progress_losses(logits: Tensor, targets: Tensor, splits: dict[str, Tensor], 
     return out
 
 
+def pair_grid(pairs: dict[str, Tensor], values: dict[str, Tensor], labels: dict[str, Tensor], p: int):
+    """Each split's rows, indexed by their pair a * p + b (`pairs[split]`, (N,)), on the a-major grid of all p^2
+    pairs: the values there (p^2, ...), the answers (p^2,) and each split's mask of its pairs (p^2,)."""
+    first = next(iter(values.values()))
+    grid = first.new_empty((p * p, *first.shape[1:]))
+    answers = torch.empty(p * p, dtype=torch.long, device=first.device)
+    masks = {}
+    for split, index in pairs.items():
+        grid[index], answers[index] = values[split], labels[split]
+        masks[split] = torch.zeros(p * p, dtype=torch.bool, device=first.device).index_fill_(0, index, True)
+    return grid, answers, masks
+
+
 def final_key_rows(saved: dict) -> list[dict]:
     """Nanda et al.'s reading: the restricted and excluded losses of every saved evaluation with the key
     frequencies of the *last* one (train.py --save_features: the arrays of features.npz). Logits from the saved
     float16 '=' features times W_U, so they carry float16 rounding (~1e-3 relative)."""
     p = saved["embedding"].shape[1]
     keys = key_frequencies(torch.from_numpy(saved["embedding"][-1]))
-    pairs, is_train = torch.from_numpy(saved["pairs"]).long(), torch.from_numpy(saved["is_train"]).bool()
-    answers = torch.empty(p * p, dtype=torch.long)
-    answers[pairs] = torch.from_numpy(saved["labels"]).long()
-    masks = {split: torch.zeros(p * p, dtype=torch.bool).index_fill_(0, pairs[rows], True)
-             for split, rows in (("train", is_train), ("val", ~is_train))}
+    is_train = torch.from_numpy(saved["is_train"]).bool()
+    rows_of = {"train": is_train, "val": ~is_train}
+    pairs, labels = torch.from_numpy(saved["pairs"]).long(), torch.from_numpy(saved["labels"]).long()
     rows = []
     for step, features, unembedding in zip(saved["steps"], saved["features"], saved["unembedding"]):
         logits = torch.from_numpy(features).float() @ torch.from_numpy(unembedding).float().T  # (N, V)
-        grid = torch.empty_like(logits)
-        grid[pairs] = logits
+        grid, answers, masks = pair_grid({s: pairs[r] for s, r in rows_of.items()},
+                                         {s: logits[r] for s, r in rows_of.items()},
+                                         {s: labels[r] for s, r in rows_of.items()}, p)
         losses = progress_losses(grid, answers, masks, keys)
         rows.append({"step": int(step), "key_frequencies": keys, **{k: v.item() for k, v in losses.items()}})
     return rows

@@ -29,7 +29,7 @@ SETTINGS = {
 }
 SPREAD_OTHERS = [path for path in SETTINGS if path != CPU]
 COMMANDS = {
-    CPU: "sh grokking_nc_rf/run_script.sh --preset cpu",
+    CPU: "sh grokking_nc_rf/run_script.sh --preset cpu --save_features 40",
     PAPER: "sh grokking_nc_rf/run_script.sh --preset paper",
     "grokking_nc_rf/figures/cpu_2threads": "PARALLEL=0 sh grokking_nc_rf/run_script.sh --preset cpu",
     "grokking_nc_rf/figures/cpu_kernels_native": "KERNELS=native sh grokking_nc_rf/run_script.sh --preset cpu",
@@ -269,12 +269,16 @@ def checks(report: Report) -> str:
     return _check_table(report, ROWS)
 
 
+def _committed(root, path: str) -> bool:
+    """Whether the run group at `path` (under the repository root `root`) has a committed seed's log."""
+    return any((root / path).glob("seed_*/metrics.jsonl"))
+
+
 def related(report: Report) -> str:
     """REPRODUCTION.md's related-work rows on the grokking runs; with the plain 25,000-step paper-preset runs of the
     Grokfast comparison where committed (they log every related quantity; the 1e5-step runs predate some)."""
     path = GROKFAST["paper"][0]
-    more = ([("ours, paper scale, 25,000 steps", path)] if list((report.root / path).glob("seed_*/metrics.jsonl"))
-            else [])
+    more = [("ours, paper scale, 25,000 steps", path)] if _committed(report.root, path) else []
     return _check_table(report, RELATED, more)
 
 
@@ -300,7 +304,7 @@ def grokfast(report: Report, preset: str) -> str:
     """The onset table of plain against Grokfast-EMA runs of the same seeds: each event's step (mean ± std over the
     seeds that reach it), the per-seed shift Grokfast - plain, and the lag against the val_acc rise in each. An
     event that moves with the rise of validation accuracy keeps its lag."""
-    missing = [path for path in GROKFAST[preset] if not list((report.root / path).glob("seed_*/metrics.jsonl"))]
+    missing = [path for path in GROKFAST[preset] if not _committed(report.root, path)]
     if missing:
         return "Not run yet: " + "; ".join(f"`{COMMANDS[path]}` (to `{path}`)" for path in missing) + ".\n"
     groups = [report.group(path) for path in GROKFAST[preset]]
@@ -322,7 +326,7 @@ def grokfast(report: Report, preset: str) -> str:
 
 def present(report: Report) -> dict[str, str]:
     """The settings of SETTINGS whose run group is committed."""
-    return {path: label for path, label in SETTINGS.items() if list((report.root / path).glob("seed_*/metrics.jsonl"))}
+    return {path: label for path, label in SETTINGS.items() if _committed(report.root, path)}
 
 
 def spread(report: Report) -> dict[str, float]:
@@ -359,7 +363,7 @@ def settings(report: Report) -> str:
 FIGURES = [["grokking_nc_rf.plot", "--run_group", "grokking_nc_rf/figures/cpu"],
            ["grokking_nc_rf.plot", "--run_group", "grokking_nc_rf/figures/paper"],  # figures/, onsets.md, checks.md
            *(["grokking_nc_rf.plot", "--compare", *paths, "--out", f"grokking_nc_rf/figures/grokfast/{preset}/figures"]
-             for preset, paths in GROKFAST.items() if all((REPO_ROOT / path).is_dir() for path in paths))]
+             for preset, paths in GROKFAST.items() if all(_committed(REPO_ROOT, path) for path in paths))]
 TABLES = {"checks": checks, "related": related, "onsets": onsets, "onsets_paper": lambda r: onsets(r, PAPER),
           "settings": settings, "kde": kde, "parting": parting, "grokfast_cpu": lambda r: grokfast(r, "cpu"),
           "grokfast_paper": lambda r: grokfast(r, "paper")}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from common import class_variances, load_runs, read_metrics
 from grokking_nc_rf import train
-from grokking_nc_rf.fourier import frequency_energies, key_frequencies, progress_losses
+from grokking_nc_rf.fourier import frequency_energies, key_frequencies, pair_grid, progress_losses
 from grokking_nc_rf.grokfast import GrokfastEMA
 
 TINY = ["--preset", "cpu", "--modulus", "11", "--steps", "40", "--eval_points", "6", "--batch_size", "16",
@@ -93,6 +93,22 @@ def test_projection_is_the_least_squares_fit_on_cos_and_sin_of_a_plus_b():
     losses = progress_losses(logits, targets, everything, keys)
     assert losses["all_restricted_loss"].item() == pytest.approx(F.cross_entropy(fit, targets).item(), rel=1e-10)
     assert losses["all_excluded_loss"].item() == pytest.approx(F.cross_entropy(residual, targets).item(), rel=1e-10)
+
+
+def test_pair_grid_places_each_row_at_its_pair():
+    """Rows of two splits, shuffled, land at row a * p + b of the grid, with their answers and split masks
+    (brute force over the pairs)."""
+    p = 7
+    order = torch.randperm(p * p)
+    a, b = order // p, order % p
+    values, labels = torch.randn(p * p, 3), (a + b) % p
+    split = {"train": slice(0, 20), "val": slice(20, None)}
+    grid, answers, masks = pair_grid({s: order[r] for s, r in split.items()}, {s: values[r] for s, r in split.items()},
+                                     {s: labels[r] for s, r in split.items()}, p)
+    for i in range(p * p):
+        row = a[i] * p + b[i]
+        assert torch.equal(grid[row], values[i]) and answers[row] == (a[i] + b[i]) % p
+        assert masks["train"][row] == (i < 20) and masks["val"][row] == (i >= 20)
 
 
 def _their_filter(grads, model, alpha, lamb):
