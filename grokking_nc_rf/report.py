@@ -303,7 +303,8 @@ def _steps_cell(values: np.ndarray, sign: str = "") -> str:
 def grokfast(report: Report, preset: str) -> str:
     """The onset table of plain against Grokfast-EMA runs of the same seeds: each event's step (mean ± std over the
     seeds that reach it), the per-seed shift Grokfast - plain, and the lag against the val_acc rise in each. An
-    event that moves with the rise of validation accuracy keeps its lag."""
+    event that moves with the rise of validation accuracy keeps its lag. Below it, per seed, the validation accuracy
+    of each group at its last step and its highest."""
     missing = [path for path in GROKFAST[preset] if not _committed(report.root, path)]
     if missing:
         return "Not run yet: " + "; ".join(f"`{COMMANDS[path]}` (to `{path}`)" for path in missing) + ".\n"
@@ -320,8 +321,17 @@ def grokfast(report: Report, preset: str) -> str:
                      *(f"{lag[np.isfinite(lag)].mean():+,.0f}" if np.isfinite(lag).any() else "n/a" for lag in lags)])
     columns = ["event", "plain: step", "Grokfast: step", "shift (Grokfast - plain, per seed)",
                "lag vs val_acc rise: plain", "lag: Grokfast"]
+    accuracy = []
+    for label, g in zip(("plain", "Grokfast"), groups):
+        val = g.frame.dropna(subset=["val_acc"]).sort_values("step").groupby("seed")["val_acc"]
+        accuracy.append(f"{label} {per_seed(pct(val.last().loc[seeds]))}% at the end "
+                        f"(highest {per_seed(pct(val.max().loc[seeds]))}%)")
+    ends = sorted({int(g.frame["step"].max()) for g in groups})
+    accuracy = (f"Validation accuracy, seeds {' / '.join(map(str, seeds))}: " + "; ".join(accuracy)
+                + f"; last step {' and '.join(f'{e:,}' for e in ends)}.")
     sources = [report.source(label, g, COMMANDS) for label, g in zip(("Plain", "Grokfast"), groups)]
-    return (markdown_table(columns, rows) + "\n" + "\n".join(f"{s}  " for s in sources).rstrip() + "\n")
+    return (markdown_table(columns, rows) + "\n" + accuracy + "\n\n"
+            + "\n".join(f"{s}  " for s in sources).rstrip() + "\n")
 
 
 def present(report: Report) -> dict[str, str]:

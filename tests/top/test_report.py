@@ -218,3 +218,23 @@ def test_the_verifying_commit_is_dirty_only_for_changed_code(tmp_path, monkeypat
     assert report.head_commit() == head
     (tmp_path / "train.py").write_text("x = 2\n")
     assert report.head_commit() == head + "-dirty"
+
+
+def test_grokfast_table_says_each_seeds_validation_accuracy(tmp_path):
+    """The plain-against-Grokfast table of the CPU preset: until both groups are committed it names their
+    commands; then its accuracy line gives each seed's last and highest val_acc, read here from the rows."""
+    from grokking_nc_rf import report as grokking
+
+    plain, fast = grokking.GROKFAST["cpu"]
+    _copy_groups(tmp_path, [plain])
+    assert grokking.grokfast(Report(tmp_path), "cpu").startswith(f"Not run yet: `{grokking.COMMANDS[fast]}`")
+    _copy_groups(tmp_path, [fast])
+    table = grokking.grokfast(Report(tmp_path), "cpu")
+    for label, path in (("plain", plain), ("Grokfast", fast)):
+        last, best = [], []
+        for seed in (1, 42, 15213):
+            rows = [json.loads(line) for line in (REPO / path / f"seed_{seed}" / "metrics.jsonl").open()]
+            accuracy = [r["val_acc"] for r in sorted(rows, key=lambda r: r["step"]) if r.get("val_acc") is not None]
+            last.append(100 * accuracy[-1])
+            best.append(100 * max(accuracy))
+        assert f"{label} {per_seed(last)}% at the end (highest {per_seed(best)}%)" in table
