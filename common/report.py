@@ -210,11 +210,12 @@ def number(x: float, digits: int = 3) -> str:
 
 
 def steps(values) -> str:
-    """Steps over seeds: 'mean ± std' (one seed: the step), rounded to whole steps."""
+    """Steps over seeds: 'mean ± std' (one seed: the step), rounded to whole steps; where some seeds never reach
+    the event, over those that do, with their count: '3,715 ± 615 (2 of 3 seeds)'; none: 'not reached'."""
     values = [float(v) for v in values]
     if any(not math.isfinite(v) for v in values):
         reached = [v for v in values if math.isfinite(v)]
-        return f"reached by {len(reached)} of {len(values)} seeds" if reached else "not reached"
+        return f"{steps(reached)} ({len(reached)} of {len(values)} seeds)" if reached else "not reached"
     if len(values) == 1:
         return f"{values[0]:,.0f}"
     mean = sum(values) / len(values)

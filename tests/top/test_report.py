@@ -25,7 +25,8 @@ def test_number_formats_against_hand_computed_strings():
     assert number(float("nan")) == "n/a"
     # mean 1789; deviations -179, 232, -53; sample variance (32041 + 53824 + 2809) / 2 = 44337; sqrt = 210.6
     assert steps([1610, 2021, 1736]) == "1,789 ± 211"
-    assert steps([2190]) == "2,190" and steps([1, float("nan")]) == "reached by 1 of 2 seeds"
+    assert steps([2190]) == "2,190" and steps([1, float("nan")]) == "1 (1 of 2 seeds)"
+    assert steps([10, float("nan"), 20]) == "15 ± 7 (2 of 3 seeds)" and steps([float("nan")]) == "not reached"
     assert span([47.84, 48.89, 48.31]) == "48.3 (47.8-48.9)" and span([47.84]) == "47.8"
     assert value_range([0.5, 0.25, 0.4]) == "0.25-0.5" and value_range([3.0, 3.0]) == "3"
     assert value_range([-1.72, -0.679]) == "-1.72 to -0.679" and value_range([float("nan"), 2.0]) == "2"
