@@ -132,12 +132,11 @@ def final_key_rows(saved: dict) -> list[dict]:
     is_train = torch.from_numpy(saved["is_train"]).bool()
     rows_of = {"train": is_train, "val": ~is_train}
     pairs, labels = torch.from_numpy(saved["pairs"]).long(), torch.from_numpy(saved["labels"]).long()
+    pairs, labels = ({s: x[r] for s, r in rows_of.items()} for x in (pairs, labels))
     rows = []
     for step, features, unembedding in zip(saved["steps"], saved["features"], saved["unembedding"]):
         logits = torch.from_numpy(features).float() @ torch.from_numpy(unembedding).float().T  # (N, V)
-        grid, answers, masks = pair_grid({s: pairs[r] for s, r in rows_of.items()},
-                                         {s: logits[r] for s, r in rows_of.items()},
-                                         {s: labels[r] for s, r in rows_of.items()}, p)
+        grid, answers, masks = pair_grid(pairs, {s: logits[r] for s, r in rows_of.items()}, labels, p)
         losses = progress_losses(grid, answers, masks, keys)
         rows.append({"step": int(step), "key_frequencies": keys, **{k: v.item() for k, v in losses.items()}})
     return rows
