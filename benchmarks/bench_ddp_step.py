@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from common import capture_features
-from common.plumbing.distributed import gather_rows, wrap
+from common.plumbing.distributed import gather_rows, shutdown, wrap
 from common.plumbing.loop import global_batch_loss
 from common.unplug import rf_terms
 
@@ -35,6 +35,14 @@ def _worker(rank: int, world: int, store: str, args, out: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    times = _time_steps(world, args)  # the model and its DDP wrapper are gone when it returns
+    if rank == 0:
+        with open(out, "w") as f:
+            f.write(f"{statistics.median(times[False]) * 1e3} {statistics.median(times[True]) * 1e3}\n")
+    shutdown()
+
+
+def _time_steps(world: int, args) -> dict[bool, list[float]]:
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Linear(784, args.width), torch.nn.ReLU(), torch.nn.Linear(args.width, args.width),
                                torch.nn.ReLU())
@@ -65,10 +73,7 @@ def _worker(rank: int, world: int, store: str, args, out: str) -> None:
             start = time.perf_counter()
             step(variant)
             times[variant].append(time.perf_counter() - start)
-    if rank == 0:
-        with open(out, "w") as f:
-            f.write(f"{statistics.median(times[False]) * 1e3} {statistics.median(times[True]) * 1e3}\n")
-    dist.destroy_process_group()
+    return times
 
 
 def main(argv=None):

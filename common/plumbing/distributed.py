@@ -22,6 +22,7 @@ rows, e.g. in the last batch of an epoch):
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from dataclasses import dataclass
 
@@ -77,12 +78,19 @@ def from_env(device_type: str = "cpu") -> Distributed:
         torch.cuda.set_device(info.local_rank)  # "cuda" is then this rank's GPU
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-        atexit.register(_destroy)
+        atexit.register(shutdown)
     return info
 
 
-def _destroy() -> None:
-    if dist.is_initialized():
+def shutdown() -> None:
+    """Leave the default process group (nothing without one), after a garbage collection.
+
+    The collection first frees what a reference cycle still holds of the group (DistributedDataParallel's
+    reducer, gathered tensors); freed later, at interpreter exit, a gloo process sometimes aborted
+    ("terminate called without an active exception") after a finished run. Call it once the models that use
+    the group are no longer referenced; `from_env` registers it to run at exit."""
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from common import ncc, rf_regulariser
-from common.plumbing.distributed import gather_rows, rank_rows
+from common.plumbing.distributed import gather_rows, rank_rows, shutdown
 from common.images import split_metrics
 from common.plumbing.runlog import read_metrics
 
@@ -64,27 +64,31 @@ def _worker(rank, path, kind):
     os.environ.update(MASTER_ADDR="127.0.0.1")
     dist.init_process_group("gloo", init_method=f"file://{path}/store", rank=rank, world_size=WORLD)
     try:
-        torch.set_num_threads(1)
-        # the regulariser over the global batch, each rank holding its share, gradients averaged by DDP
-        model = torch.nn.parallel.DistributedDataParallel(Net())
-        x, y = _data()
-        rows = rank_rows(len(y), rank, WORLD)
-        loss, reg = _loss(model, model.module.head, x[rows], y[rows], kind, True)
-        loss.backward()
-        # the epoch metrics from unequal shares (17 and 13 rows)
-        generator = torch.Generator().manual_seed(2)
-        features, labels = torch.randn(30, 8, generator=generator).relu(), torch.arange(30) % 5
-        head = torch.nn.Linear(8, 5)
-        torch.manual_seed(3)
-        head.reset_parameters()
-        share = slice(0, 17) if rank == 0 else slice(17, 30)
-        phi, y_all = gather_rows(features[share]), gather_rows(labels[share])
-        with torch.no_grad():
-            metrics = split_metrics("train", phi, head(phi), y_all, head)
-        torch.save({"reg": reg.item(), "grads": [p.grad.clone() for p in model.parameters()], "metrics": metrics,
-                    "gathered": phi}, f"{path}/rank{rank}.pt")
+        _two_rank_step(rank, path, kind)  # its DDP model is no longer referenced when the group is left
     finally:
-        dist.destroy_process_group()
+        shutdown()
+
+
+def _two_rank_step(rank, path, kind):
+    torch.set_num_threads(1)
+    # the regulariser over the global batch, each rank holding its share, gradients averaged by DDP
+    model = torch.nn.parallel.DistributedDataParallel(Net())
+    x, y = _data()
+    rows = rank_rows(len(y), rank, WORLD)
+    loss, reg = _loss(model, model.module.head, x[rows], y[rows], kind, True)
+    loss.backward()
+    # the epoch metrics from unequal shares (17 and 13 rows)
+    generator = torch.Generator().manual_seed(2)
+    features, labels = torch.randn(30, 8, generator=generator).relu(), torch.arange(30) % 5
+    head = torch.nn.Linear(8, 5)
+    torch.manual_seed(3)
+    head.reset_parameters()
+    share = slice(0, 17) if rank == 0 else slice(17, 30)
+    phi, y_all = gather_rows(features[share]), gather_rows(labels[share])
+    with torch.no_grad():
+        metrics = split_metrics("train", phi, head(phi), y_all, head)
+    torch.save({"reg": reg.item(), "grads": [p.grad.clone() for p in model.parameters()], "metrics": metrics,
+                "gathered": phi}, f"{path}/rank{rank}.pt")
 
 
 @pytest.mark.parametrize("kind", ["rf", "ncc"])
@@ -121,27 +125,31 @@ def _bn_data():
 
 
 def _bn_worker(rank, path):
-    from common.plumbing.distributed import GlobalBatchNorm, convert_batchnorm_
-
     os.environ.update(MASTER_ADDR="127.0.0.1")
     dist.init_process_group("gloo", init_method=f"file://{path}/store", rank=rank, world_size=WORLD)
     try:
-        torch.set_num_threads(1)
-        net = _bn_net()
-        weight = net[1].weight
-        convert_batchnorm_(net, GlobalBatchNorm)
-        assert isinstance(net[1], GlobalBatchNorm) and net[1].weight is weight
-        model = torch.nn.parallel.DistributedDataParallel(net)
-        x, y = _bn_data()
-        rows = rank_rows(len(y), rank, WORLD)  # unequal shares are not needed: 5 and 5 rows
-        for _ in range(2):  # two steps: the running statistics move twice
-            model.zero_grad()
-            out = model(x[rows])
-            F.cross_entropy(out, y[rows]).backward()  # DDP averages: the global batch's mean CE
-        torch.save({"out": out.detach(), "grads": [p.grad.clone() for p in net.parameters()],
-                    "running": (net[1].running_mean.clone(), net[1].running_var.clone())}, f"{path}/bn{rank}.pt")
+        _two_rank_bn_steps(rank, path)
     finally:
-        dist.destroy_process_group()
+        shutdown()
+
+
+def _two_rank_bn_steps(rank, path):
+    from common.plumbing.distributed import GlobalBatchNorm, convert_batchnorm_
+
+    torch.set_num_threads(1)
+    net = _bn_net()
+    weight = net[1].weight
+    convert_batchnorm_(net, GlobalBatchNorm)
+    assert isinstance(net[1], GlobalBatchNorm) and net[1].weight is weight
+    model = torch.nn.parallel.DistributedDataParallel(net)
+    x, y = _bn_data()
+    rows = rank_rows(len(y), rank, WORLD)  # unequal shares are not needed: 5 and 5 rows
+    for _ in range(2):  # two steps: the running statistics move twice
+        model.zero_grad()
+        out = model(x[rows])
+        F.cross_entropy(out, y[rows]).backward()  # DDP averages: the global batch's mean CE
+    torch.save({"out": out.detach(), "grads": [p.grad.clone() for p in net.parameters()],
+                "running": (net[1].running_mean.clone(), net[1].running_var.clone())}, f"{path}/bn{rank}.pt")
 
 
 def test_global_batchnorm_over_two_processes_is_batchnorm_over_the_global_batch(tmp_path):
@@ -174,6 +182,34 @@ def test_rank_rows_split_a_batch_in_order_without_overlap():
 def test_without_torchrun_gather_is_the_identity():
     x = torch.randn(4, 3, requires_grad=True)
     assert gather_rows(x) is x and gather_rows(x, differentiable=True) is x
+
+
+def test_shutdown_frees_what_a_reference_cycle_holds_before_it_leaves_the_group(tmp_path):
+    """An object kept only by a reference cycle (as DDP's reducer can be) is freed by `shutdown` while the group
+    still exists, not after it at interpreter exit, where gloo sometimes aborted a finished process."""
+    import gc
+    import weakref
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    seen = []
+    enabled = gc.isenabled()
+    gc.disable()  # no automatic collection between here and shutdown
+    try:
+        cycle = {"tensor": torch.ones(3)}
+        cycle["self"] = cycle
+        holder = torch.nn.Linear(2, 2)
+        holder.cycle = cycle
+        cycle["holder"] = holder
+        weakref.finalize(holder, lambda: seen.append(dist.is_initialized()))
+        del cycle, holder
+        assert seen == []  # only the collector frees it
+        shutdown()
+    finally:
+        if enabled:
+            gc.enable()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert seen == [True] and not dist.is_initialized()
 
 
 def _torchrun(experiment, flags, nproc=2):
