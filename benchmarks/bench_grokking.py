@@ -19,7 +19,7 @@ attention (forward and backward) written three ways. The presets'
 wall times add their steps, recorded steps and evaluations (checkpoints and log rows not included).
 The model is at initialisation: step and evaluation cost do not depend on the weights.
 
-Last, the floor of the README's main command on this machine (`--main_command` also times ours, about 9
+Last, the floor of the README's main command on this machine (`--main_command` also times ours, about 8
 minutes; `--install` adds a fresh `pip install -q -r requirements.txt`): the training steps' and evaluations'
 FLOPs of the CPU preset's three seeds at the matmul rate of one thread per core (run_script.sh trains the
 seeds as 1-thread processes side by side), plus the install and the plotting, which have no FLOP floor and
@@ -357,7 +357,7 @@ def main(argv=None):
     parser.add_argument("--whole_run", type=int, default=0, help="also time whole CPU-preset runs of this many steps "
                         "both ways (one process --seeds against three processes); 0: skip")
     parser.add_argument("--main_command", action="store_true", help="also time the README's main command "
-                        "(run_script.sh --preset cpu on fresh folders, about 9 minutes here) beside its floor")
+                        "(run_script.sh --preset cpu on fresh folders, about 8 minutes here) beside its floor")
     parser.add_argument("--install", action="store_true", help="with --main_command: also time a fresh "
                         "`pip install -q -r requirements.txt` (several GB for the CUDA build of torch)")
     args = parser.parse_args(argv)
