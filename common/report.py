@@ -209,18 +209,19 @@ def number(x: float, digits: int = 3) -> str:
     return text if "e+" not in text else f"{x:.0f}"
 
 
-def steps(values) -> str:
+def steps(values, sign: str = "") -> str:
     """Steps over seeds: 'mean ± std' (one seed: the step), rounded to whole steps; where some seeds never reach
-    the event, over those that do, with their count: '3,715 ± 615 (2 of 3 seeds)'; none: 'not reached'."""
+    the event, over those that do, with their count: '3,715 ± 615 (2 of 3 seeds)'; none: 'not reached'.
+    sign="+" writes the mean with its sign, for shifts: '+2,263 ± 120'."""
     values = [float(v) for v in values]
     if any(not math.isfinite(v) for v in values):
         reached = [v for v in values if math.isfinite(v)]
-        return f"{steps(reached)} ({len(reached)} of {len(values)} seeds)" if reached else "not reached"
+        return f"{steps(reached, sign)} ({len(reached)} of {len(values)} seeds)" if reached else "not reached"
     if len(values) == 1:
-        return f"{values[0]:,.0f}"
+        return f"{values[0]:{sign},.0f}"
     mean = sum(values) / len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:,.0f} ± {std:,.0f}"
+    return f"{mean:{sign},.0f} ± {std:,.0f}"
 
 
 def span(values, digits: int = 3) -> str:

@@ -5,7 +5,7 @@
 
 Takes the same flags as train.py to find the run folder (or --run_group), writes
 <run folder>/figures/{fig1_grokking,fig1_panels,fig8_representativeness,fig8_kde_terms,signals}.png and
-onsets.{md,csv} (common.analysis with EVENTS: accuracies, NCC, NC1, the flatness peaks, ||W_U||_F,
+onsets.{md,csv} (common.analysis with EVENTS: accuracies, NCC, NC1, the flatness peaks and falls, ||W_U||_F,
 representativeness and HTSR alpha) and checks.md, and prints the tables. Lines are the mean over seeds,
 bands the min-max range.
 """
@@ -58,6 +58,10 @@ EVENTS = [
     Event("RF peak: original, eval", "train_rf_original", "max"),
     Event("RF peak: bound at '='", "train_rf_bound", "max"),
     Event("RF peak: exact at '='", "train_rf_exact", "max"),
+    # the fall after the peak (issue 28's "flatness peak and fall"): the first evaluation below 10% of the peak
+    Event("RF < 10% of peak: original (Fig. 1)", "train_rf_original_running", "below", 0.1, relative="peak",
+          after="RF peak: original (Fig. 1)"),
+    Event("RF < 10% of peak: bound at '='", "train_rf_bound", "below", 0.1, relative="peak", after="RF peak: bound at '='"),
     Event("||W_U||_F peak", "w_norm", "max"),
     Event("representativeness peak", "representativeness", "max"),
     Event("representativeness < 10% of peak", "representativeness", "below", 0.1, relative="peak",

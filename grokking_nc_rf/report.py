@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -36,12 +37,14 @@ COMMANDS = {
     "grokking_nc_rf/figures/cpu_kernels_compatible": "KERNELS=native ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE "
                                                      "sh grokking_nc_rf/run_script.sh --preset cpu",
 }
-# Grokfast (issue 28): plain and Grokfast-EMA runs of the same seeds, per preset (the CPU preset's plain runs are CPU).
-GROKFAST = {"cpu": (CPU, "grokking_nc_rf/figures/grokfast/cpu/cpu_grokfast_lamb2.0"),
+# Grokfast (issue 28): plain and Grokfast-EMA runs of the same seeds, per preset, each bounded in steps.
+GROKFAST = {"cpu": ("grokking_nc_rf/figures/grokfast/cpu/cpu_steps12000",
+                    "grokking_nc_rf/figures/grokfast/cpu/cpu_grokfast_lamb2.0_steps12000"),
             "paper": ("grokking_nc_rf/figures/grokfast/paper/paper_steps25000",
                       "grokking_nc_rf/figures/grokfast/paper/paper_grokfast_lamb2.0_steps25000")}
 COMMANDS.update({
-    GROKFAST["cpu"][1]: "sh grokking_nc_rf/run_script.sh --preset cpu --grokfast_lamb 2 --save_features 40",
+    GROKFAST["cpu"][0]: "sh grokking_nc_rf/run_script.sh --preset cpu --steps 12000 --save_features 40",
+    GROKFAST["cpu"][1]: "sh grokking_nc_rf/run_script.sh --preset cpu --steps 12000 --grokfast_lamb 2 --save_features 40",
     GROKFAST["paper"][0]: "sh grokking_nc_rf/run_script.sh --preset paper --steps 25000 --save_features 40",
     GROKFAST["paper"][1]: "sh grokking_nc_rf/run_script.sh --preset paper --steps 25000 --grokfast_lamb 2 --save_features 40",
 })
@@ -259,9 +262,10 @@ def _seeds(seeds: list[int]) -> str:
 
 def _cell(cell, n: pd.DataFrame) -> str:
     try:
-        return cell(n)
+        text = cell(n)
     except KeyError as err:
         return f"not logged ({err.args[0]})"
+    return re.sub(r"\bat not reached( steps)?", "not reached", text)  # an event no seed reaches
 
 
 def checks(report: Report) -> str:
@@ -291,20 +295,15 @@ def onsets(report: Report, path: str = CPU) -> str:
     return (markdown_table(SUMMARY_COLUMNS[1:], rows) + "\n" + report.source("Runs", group, COMMANDS) + "\n")
 
 
-def _steps_cell(values: np.ndarray, sign: str = "") -> str:
-    """mean ± std of the finite values (the seeds that reach an event), and how many those are if not all."""
-    reached = np.isfinite(values)
-    if not reached.any():
-        return "not reached"
-    cell = f"{values[reached].mean():{sign},.0f} ± {values[reached].std(ddof=1) if reached.sum() > 1 else 0:,.0f}"
-    return cell if reached.all() else f"{cell} ({reached.sum()}/{len(values)} seeds)"
+FALL = "RF < 10% of peak: bound at '='"
 
 
 def grokfast(report: Report, preset: str) -> str:
     """The onset table of plain against Grokfast-EMA runs of the same seeds: each event's step (mean ± std over the
     seeds that reach it), the per-seed shift Grokfast - plain, and the lag against the val_acc rise in each. An
     event that moves with the rise of validation accuracy keeps its lag. Below it, per seed, the validation accuracy
-    of each group at its last step and its highest."""
+    of each group at its last step and its highest, and the step where relative flatness (bound at '=') falls
+    below 10% of its peak against the step of validation accuracy 90%."""
     missing = [path for path in GROKFAST[preset] if not _committed(report.root, path)]
     if missing:
         return "Not run yet: " + "; ".join(f"`{COMMANDS[path]}` (to `{path}`)" for path in missing) + ".\n"
@@ -316,8 +315,7 @@ def grokfast(report: Report, preset: str) -> str:
     for name in [c for c in plain.columns if c in fast.columns]:
         shift = (fast[name] - plain[name]).to_numpy()
         lags = [(t[name] - t[REFERENCE.name]).to_numpy() for t in (plain, fast)]
-        rows.append([name, _steps_cell(plain[name].to_numpy()), _steps_cell(fast[name].to_numpy()),
-                     _steps_cell(shift, "+") if np.isfinite(shift).any() else "n/a",
+        rows.append([name, steps(plain[name]), steps(fast[name]), steps(shift, "+") if np.isfinite(shift).any() else "n/a",
                      *(f"{lag[np.isfinite(lag)].mean():+,.0f}" if np.isfinite(lag).any() else "n/a" for lag in lags)])
     columns = ["event", "plain: step", "Grokfast: step", "shift (Grokfast - plain, per seed)",
                "lag vs val_acc rise: plain", "lag: Grokfast"]
@@ -329,8 +327,12 @@ def grokfast(report: Report, preset: str) -> str:
     ends = sorted({int(g.frame["step"].max()) for g in groups})
     accuracy = (f"Validation accuracy, seeds {' / '.join(map(str, seeds))}: " + "; ".join(accuracy)
                 + f"; last step {' and '.join(f'{e:,}' for e in ends)}.")
+    fall = [" against ".join(" / ".join(number(v) if np.isfinite(v) else "not reached" for v in t[event])
+                             for event in (FALL, "val_acc >= 90%")) for t in (plain, fast)]
+    fall = (f"Per seed, the RF bound at '=' below 10% of its peak against validation accuracy 90%: plain {fall[0]}; "
+            f"Grokfast {fall[1]} steps.")
     sources = [report.source(label, g, COMMANDS) for label, g in zip(("Plain", "Grokfast"), groups)]
-    return (markdown_table(columns, rows) + "\n" + accuracy + "\n\n"
+    return (markdown_table(columns, rows) + "\n" + accuracy + "  \n" + fall + "\n\n"
             + "\n".join(f"{s}  " for s in sources).rstrip() + "\n")
 
 

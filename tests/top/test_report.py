@@ -26,12 +26,24 @@ def test_number_formats_against_hand_computed_strings():
     # mean 1789; deviations -179, 232, -53; sample variance (32041 + 53824 + 2809) / 2 = 44337; sqrt = 210.6
     assert steps([1610, 2021, 1736]) == "1,789 ± 211"
     assert steps([2190]) == "2,190" and steps([1, float("nan")]) == "1 (1 of 2 seeds)"
+    # mean 844.7; deviations -1357.7, 202.3, 1155.3; sample variance 3218993 / 2 = 1609497; sqrt = 1268.7
+    assert steps([-513, 1047, 2000], "+") == "+845 ± 1,269" and steps([7, float("nan")], "+") == "+7 (1 of 2 seeds)"
     assert steps([10, float("nan"), 20]) == "15 ± 7 (2 of 3 seeds)" and steps([float("nan")]) == "not reached"
     assert span([47.84, 48.89, 48.31]) == "48.3 (47.8-48.9)" and span([47.84]) == "47.8"
     assert value_range([0.5, 0.25, 0.4]) == "0.25-0.5" and value_range([3.0, 3.0]) == "3"
     assert value_range([-1.72, -0.679]) == "-1.72 to -0.679" and value_range([float("nan"), 2.0]) == "2"
     assert value_range([float("nan")]) == "none"
     assert per_seed([0.359, 0.4241, 0.26]) == "0.359 / 0.424 / 0.26"
+
+
+def test_a_check_cell_says_not_reached_where_no_seed_reaches_an_event():
+    from grokking_nc_rf.report import ROWS, _cell
+
+    cell = dict((key, text) for _, key, text in ROWS)["val_acc_100"]
+    nan = float("nan")
+    assert _cell(cell, {"val_acc >= 90%": [900, 1100], "val_acc >= 99%": [nan, nan]}) == "90% at 1,000 ± 141, 99% not reached"
+    assert _cell(cell, {"val_acc >= 90%": [nan], "val_acc >= 99%": [nan]}) == "90% not reached, 99% not reached"
+    assert _cell(cell, {"val_acc >= 90%": [7]}) == "not logged (val_acc >= 99%)"
 
 
 def test_verdict_counts_the_seeds_a_claim_holds_for():
