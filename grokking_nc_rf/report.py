@@ -298,6 +298,11 @@ def onsets(report: Report, path: str = CPU) -> str:
 FALL = "RF < 10% of peak: bound at '='"
 
 
+def _per_seed_steps(values) -> str:
+    """Each seed's step of an event, 'not reached' where it does not happen (per_seed would write 'n/a')."""
+    return " / ".join(number(v) if np.isfinite(v) else "not reached" for v in values)
+
+
 def grokfast(report: Report, preset: str) -> str:
     """The onset table of plain against Grokfast-EMA runs of the same seeds: each event's step (mean ± std over the
     seeds that reach it), the per-seed shift Grokfast - plain, and the lag against the val_acc rise in each. An
@@ -327,10 +332,9 @@ def grokfast(report: Report, preset: str) -> str:
     ends = sorted({int(g.frame["step"].max()) for g in groups})
     accuracy = (f"Validation accuracy, seeds {' / '.join(map(str, seeds))}: " + "; ".join(accuracy)
                 + f"; last step {' and '.join(f'{e:,}' for e in ends)}.")
-    fall = [" against ".join(" / ".join(number(v) if np.isfinite(v) else "not reached" for v in t[event])
-                             for event in (FALL, "val_acc >= 90%")) for t in (plain, fast)]
-    fall = (f"Per seed, the RF bound at '=' below 10% of its peak against validation accuracy 90%: plain {fall[0]}; "
-            f"Grokfast {fall[1]} steps.")
+    fall = "; ".join(f"{label} {_per_seed_steps(t[FALL])} against {_per_seed_steps(t['val_acc >= 90%'])}"
+                     for label, t in (("plain", plain), ("Grokfast", fast)))
+    fall = f"Per seed, the RF bound at '=' below 10% of its peak against validation accuracy 90%: {fall} steps."
     sources = [report.source(label, g, COMMANDS) for label, g in zip(("Plain", "Grokfast"), groups)]
     return (markdown_table(columns, rows) + "\n" + accuracy + "  \n" + fall + "\n\n"
             + "\n".join(f"{s}  " for s in sources).rstrip() + "\n")

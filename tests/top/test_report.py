@@ -251,3 +251,16 @@ def test_grokfast_table_says_each_seeds_validation_accuracy(tmp_path):
             last.append(100 * accuracy[-1])
             best.append(100 * max(accuracy))
         assert f"{label} {per_seed(last)}% at the end (highest {per_seed(best)}%)" in table
+        # the fall line, by hand: curves as common.analysis reads them (running median of 3, the ends kept); the
+        # first evaluation after the bound's peak at or below 10% of it, and the first at val_acc >= 90%
+        fall, ninety = [], []
+        for seed in (1, 42, 15213):
+            rows = sorted((json.loads(line) for line in (REPO / path / f"seed_{seed}" / "metrics.jsonl").open()),
+                          key=lambda r: r["step"])
+            step = [r["step"] for r in rows]
+            bound, acc = ([rows[0][k]] + [sorted(r[k] for r in rows[i - 1:i + 2])[1] for i in range(1, len(rows) - 1)]
+                          + [rows[-1][k]] for k in ("train_rf_bound", "val_acc"))
+            top = bound.index(max(bound))
+            fall.append(next(f"{step[i]:,}" for i in range(top + 1, len(step)) if bound[i] <= 0.1 * bound[top]))
+            ninety.append(next(f"{s:,}" for s, a in zip(step, acc) if a >= 0.9))
+        assert f"{label} {' / '.join(fall)} against {' / '.join(ninety)}" in table
